@@ -1,0 +1,2 @@
+//! purelb-allocator (being written).
+fn main() {}

@@ -1,0 +1,1 @@
+//! Allocation decisions (placeholder, being written).

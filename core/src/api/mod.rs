@@ -1,0 +1,67 @@
+//! The user-facing contract: CRD types of group `purelb.io` version `v1`, the annotation keys PureLB
+//! reads and writes, the load balancer class, event reasons and condition types/reasons.
+
+mod lb_node_agent;
+mod service_group;
+
+pub use lb_node_agent::{LBNodeAgent, LBNodeAgentLocal, LBNodeAgentSpec};
+pub use service_group::{
+    PoolSpec, PoolSpecError, ServiceGroup, ServiceGroupLocal, ServiceGroupSpec, ServiceGroupStatus,
+};
+
+/// The API group of PureLB's CRDs.
+pub const GROUP: &str = "purelb.io";
+/// The `spec.loadBalancerClass` PureLB answers to.
+pub const LOAD_BALANCER_CLASS: &str = "purelb.io/purelb";
+/// The group used when a Service names none.
+pub const DEFAULT_GROUP: &str = "default";
+/// Value of [`annotations::ALLOCATED_BY`].
+pub const ALLOCATED_BY_VALUE: &str = "PureLB";
+/// Event source component of the allocator.
+pub const ALLOCATOR_COMPONENT: &str = "purelb-allocator";
+/// Event source component of the node agent.
+pub const AGENT_COMPONENT: &str = "purelb-lbnodeagent";
+
+/// Annotation keys, read (user) and written (PureLB).
+pub mod annotations {
+    /// User: the ServiceGroup to allocate from.
+    pub const SERVICE_GROUP: &str = "purelb.io/service-group";
+    /// User: sharing key; Services with the same key may share an address on disjoint ports.
+    pub const ALLOW_SHARED_IP: &str = "purelb.io/allow-shared-ip";
+    /// User: requested addresses, a comma list of at most one IPv4 and one IPv6 address.
+    pub const ADDRESSES: &str = "purelb.io/addresses";
+    /// Written: `PureLB` on every Service whose address PureLB allocated.
+    pub const ALLOCATED_BY: &str = "purelb.io/allocated-by";
+    /// Written: the ServiceGroup the address came from.
+    pub const ALLOCATED_FROM: &str = "purelb.io/allocated-from";
+    /// Written by the agent: `<node>, <interface>` announcing the local IPv4 address.
+    pub const ANNOUNCING_IPV4: &str = "purelb.io/announcing-IPv4";
+    /// Written by the agent: `<node>, <interface>` announcing the local IPv6 address.
+    pub const ANNOUNCING_IPV6: &str = "purelb.io/announcing-IPv6";
+}
+
+/// Event reasons (the `reason` field of Kubernetes events).
+pub mod events {
+    /// Normal: `Assigned IP <ip> from pool <group>`.
+    pub const IP_ALLOCATED: &str = "IPAllocated";
+    /// Normal: the Service no longer holds a PureLB address.
+    pub const IP_RELEASED: &str = "IPReleased";
+    /// Warning: the allocation failed; the message says why and what to change.
+    pub const ALLOCATION_FAILED: &str = "AllocationFailed";
+    /// Warning: two Services claim one address without a valid share.
+    pub const ADDRESS_CONFLICT: &str = "AddressConflict";
+    /// Warning: a ServiceGroup is unusable (duplicate name, invalid pool).
+    pub const INVALID_SERVICE_GROUP: &str = "InvalidServiceGroup";
+    /// Normal (agent): `Node <node> announcing <ip> on interface <if>`.
+    pub const ANNOUNCING_LOCAL: &str = "AnnouncingLocal";
+    /// Normal (agent): `Announcing <ip> from node <node> interface kube-lb0`.
+    pub const ANNOUNCING_NON_LOCAL: &str = "AnnouncingNonLocal";
+}
+
+/// Service status condition types written by PureLB.
+pub mod conditions {
+    /// The allocator's decision: `True` with reason `Allocated`, or `False` with a failure reason.
+    pub const ALLOCATED: &str = "purelb.io/Allocated";
+    /// The agents' announcement state.
+    pub const ANNOUNCED: &str = "purelb.io/Announced";
+}

@@ -1,0 +1,1 @@
+//! Address pools (placeholder, being written).

@@ -1,0 +1,1 @@
+//! purelb-lab (being written).
