@@ -1,2 +1,158 @@
-//! purelb-allocator (being written).
-fn main() {}
+//! purelb-allocator: gives `type: LoadBalancer` Services addresses from ServiceGroups. A thin shell:
+//! flags, logging, admin server, leader election, watches — and `purelb_core::allocate` decides.
+
+mod admin;
+mod allocator;
+mod k8s;
+mod lease;
+mod metrics;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Service;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+use purelb_core::api::ServiceGroup;
+use tokio::sync::{mpsc, watch};
+
+/// PureLB's allocator.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// The namespace PureLB is installed in (leader Lease; groups with --groups-in-namespace-only).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "purelb-system")]
+    namespace: String,
+    /// This replica's identity in the leader Lease.
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Leave class-less LoadBalancer Services to other controllers (only `purelb.io/purelb` is ours).
+    #[arg(long)]
+    ignore_classless: bool,
+    /// Read ServiceGroups only from --namespace instead of every namespace.
+    #[arg(long)]
+    groups_in_namespace_only: bool,
+    /// Address of the admin server (/livez, /readyz, /metrics).
+    #[arg(long, default_value = "0.0.0.0:9090")]
+    admin_addr: SocketAddr,
+    /// Do not elect a leader (a single replica).
+    #[arg(long)]
+    no_leader_election: bool,
+    /// Leader Lease duration, seconds.
+    #[arg(long, default_value_t = 15)]
+    lease_duration: u64,
+    /// Leader Lease renewal interval, milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    lease_renew_ms: u64,
+    /// Services written concurrently.
+    #[arg(long, default_value_t = 32)]
+    write_concurrency: usize,
+    /// Log as JSON lines (default) or plain text.
+    #[arg(long, default_value = "json")]
+    log_format: String,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    init_logging(&args.log_format);
+    let identity = args.identity.clone().unwrap_or_else(|| format!("purelb-allocator-{}", std::process::id()));
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), %identity, namespace = %args.namespace, "starting");
+
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = metrics::Metrics::register(&mut registry);
+    let admin = admin::Admin::new(registry);
+    let admin_task = tokio::spawn(admin.clone().serve(args.admin_addr));
+
+    let client = Client::try_default().await.context("building the Kubernetes client (kubeconfig or in-cluster)")?;
+    let (stop_tx, stop) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+        shutdown_signal().await;
+        tracing::warn!("second signal: aborting");
+        std::process::exit(130);
+    });
+
+    let lease_cfg = lease::LeaseConfig {
+        namespace: args.namespace.clone(),
+        name: "purelb-allocator".into(),
+        identity: identity.clone(),
+        duration: Duration::from_secs(args.lease_duration),
+        renew_every: Duration::from_millis(args.lease_renew_ms),
+    };
+    let mut stop_wait = stop.clone();
+    let leadership = if args.no_leader_election {
+        None
+    } else {
+        tokio::select! {
+            l = lease::acquire(client.clone(), lease_cfg.clone()) => Some(l?),
+            _ = stop_wait.changed() => return Ok(()),
+        }
+    };
+
+    let services = watcher(Api::<Service>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .map(|e| e.map(allocator::Change::Service));
+    let groups_api: Api<ServiceGroup> = if args.groups_in_namespace_only {
+        Api::namespaced(client.clone(), &args.namespace)
+    } else {
+        Api::all(client.clone())
+    };
+    let groups =
+        watcher(groups_api, watcher::Config::default()).default_backoff().map(|e| e.map(allocator::Change::Group));
+    let changes = futures::stream::select(services, groups);
+
+    let (failed_tx, failed_rx) = mpsc::unbounded_channel();
+    let writer = k8s::Writer::new(client.clone(), identity, args.write_concurrency, failed_tx);
+    let settings = allocator::Settings { classless_ours: !args.ignore_classless };
+    let run = allocator::Allocator::new(settings, writer, metrics).run(changes, failed_rx, admin.clone(), stop.clone());
+
+    let result = match leadership {
+        Some(mut l) => tokio::select! {
+            r = run => r,
+            _ = l.lost.changed() => Err(anyhow::anyhow!("lost the leader Lease; exiting so that a standby takes over")),
+            r = admin_task => Err(anyhow::anyhow!("admin server ended: {r:?}")),
+        },
+        None => tokio::select! {
+            r = run => r,
+            r = admin_task => Err(anyhow::anyhow!("admin server ended: {r:?}")),
+        },
+    };
+    admin.set_ready(false);
+    if !args.no_leader_election {
+        // Give up the Lease last, after the loop has stopped writing, so the next leader starts at once.
+        lease::release(client, &lease_cfg).await;
+    }
+    result
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,482 @@
+//! The allocator loop: one task owns the [`AllocationIndex`], fed by the Service and ServiceGroup
+//! watches. It rebuilds the index from every existing Service before deciding anything, then decides
+//! for each changed Service (and, when an address is freed or a group changes, for every pending one),
+//! commits the decision and hands the write to the [`Writer`]. Only the leader runs this loop.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::Service;
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use purelb_core::allocate::{
+    AllocationIndex, GroupState, Ownership, Reason, ServiceKey, ServiceRequest, ownership,
+};
+use purelb_core::api::{ServiceGroup, annotations, events};
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use crate::admin::Admin;
+use crate::k8s::{Desired, Note, ServiceWrite, WriteFailed, Writer, ingress_ips};
+use crate::metrics::{GroupLabel, Metrics, ReasonLabel};
+
+/// A watch event of either kind.
+pub enum Change {
+    /// A Service watch event.
+    Service(watcher::Event<Service>),
+    /// A ServiceGroup watch event.
+    Group(watcher::Event<ServiceGroup>),
+}
+
+/// Settings of the loop.
+pub struct Settings {
+    /// Whether class-less LoadBalancer Services are PureLB's.
+    pub classless_ours: bool,
+}
+
+/// Loop state. See the module documentation.
+pub struct Allocator {
+    settings: Settings,
+    index: AllocationIndex,
+    services: HashMap<ServiceKey, Arc<Service>>,
+    groups: BTreeMap<(String, String), Arc<ServiceGroup>>,
+    /// Ours, without an address, waiting for something to change.
+    pending: BTreeSet<ServiceKey>,
+    /// What was last submitted for each Service (so a write is not repeated before its watch event).
+    submitted: HashMap<ServiceKey, Option<Desired>>,
+    /// Groups whose status must be rewritten.
+    dirty_groups: BTreeSet<String>,
+    /// Group problems already reported, by (namespace, name).
+    reported_groups: HashMap<(String, String), String>,
+    writer: Writer,
+    metrics: Metrics,
+}
+
+/// Per-watcher sync bookkeeping: objects seen since the last Init, to find deletions missed while the
+/// watch was down.
+struct Sync<K> {
+    fresh: Option<Vec<K>>,
+    done: bool,
+}
+
+impl<K> Default for Sync<K> {
+    fn default() -> Self {
+        Self { fresh: None, done: false }
+    }
+}
+
+impl Allocator {
+    /// A loop with an empty index.
+    pub fn new(settings: Settings, writer: Writer, metrics: Metrics) -> Self {
+        Self {
+            settings,
+            index: AllocationIndex::new(),
+            services: HashMap::new(),
+            groups: BTreeMap::new(),
+            pending: BTreeSet::new(),
+            submitted: HashMap::new(),
+            dirty_groups: BTreeSet::new(),
+            reported_groups: HashMap::new(),
+            writer,
+            metrics,
+        }
+    }
+
+    /// Runs until the change stream ends (an error) or `stop` fires.
+    pub async fn run(
+        mut self,
+        changes: impl Stream<Item = Result<Change, watcher::Error>>,
+        mut failed: mpsc::UnboundedReceiver<WriteFailed>,
+        admin: Admin,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<()> {
+        let mut changes = std::pin::pin!(changes);
+        let mut svc_sync: Sync<Service> = Sync::default();
+        let mut sg_sync: Sync<ServiceGroup> = Sync::default();
+        let mut synced = false;
+        let mut flush = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                biased;
+                _ = stop.changed() => return Ok(()),
+                Some(WriteFailed(key)) = failed.recv() => {
+                    self.submitted.remove(&key);
+                    if synced { self.reconcile(&key, Instant::now()).await; }
+                }
+                _ = flush.tick(), if synced => self.flush_groups().await,
+                change = changes.next() => {
+                    let started = Instant::now();
+                    let mut touched = BTreeSet::new();
+                    let mut groups_changed = false;
+                    let mut next = change;
+                    // Take everything already waiting, then decide once for the batch.
+                    loop {
+                        match next {
+                            None => bail!("the watch streams ended"),
+                            Some(Err(e)) => tracing::warn!(error = %e, "watch error; the watcher retries"),
+                            Some(Ok(Change::Service(ev))) => self.on_service(ev, &mut svc_sync, &mut touched),
+                            Some(Ok(Change::Group(ev))) => {
+                                groups_changed |= self.on_group(ev, &mut sg_sync);
+                            }
+                        }
+                        match futures::FutureExt::now_or_never(changes.next()) {
+                            Some(n) if touched.len() < 10_000 => next = n,
+                            Some(n) => { next = n; self.process(&mut touched, groups_changed && synced, started).await; groups_changed = false; }
+                            None => break,
+                        }
+                    }
+                    if !synced {
+                        if svc_sync.done && sg_sync.done {
+                            self.rebuild(started).await;
+                            synced = true;
+                            admin.set_ready(true);
+                            tracing::info!(services = self.services.len(), groups = self.groups.len(), "initial sync done");
+                        }
+                        continue;
+                    }
+                    self.process(&mut touched, groups_changed, started).await;
+                }
+            }
+        }
+    }
+
+    fn on_service(&mut self, ev: watcher::Event<Service>, sync: &mut Sync<Service>, touched: &mut BTreeSet<ServiceKey>) {
+        match ev {
+            watcher::Event::Init => sync.fresh = Some(Vec::new()),
+            watcher::Event::InitApply(svc) => {
+                if let Some(f) = sync.fresh.as_mut() {
+                    f.push(svc);
+                }
+            }
+            watcher::Event::InitDone => {
+                let fresh = sync.fresh.take().unwrap_or_default();
+                let fresh: HashMap<ServiceKey, Arc<Service>> =
+                    fresh.into_iter().map(|s| (ServiceKey::of(&s), Arc::new(s))).collect();
+                for key in self.services.keys().filter(|k| !fresh.contains_key(*k)) {
+                    touched.insert(key.clone());
+                }
+                for key in fresh.keys() {
+                    touched.insert(key.clone());
+                }
+                self.services.retain(|k, _| fresh.contains_key(k));
+                self.services.extend(fresh);
+                sync.done = true;
+            }
+            watcher::Event::Apply(svc) => {
+                let key = ServiceKey::of(&svc);
+                self.services.insert(key.clone(), Arc::new(svc));
+                touched.insert(key);
+            }
+            watcher::Event::Delete(svc) => {
+                let key = ServiceKey::of(&svc);
+                self.services.remove(&key);
+                touched.insert(key);
+            }
+        }
+    }
+
+    /// Returns whether the set of groups changed.
+    fn on_group(&mut self, ev: watcher::Event<ServiceGroup>, sync: &mut Sync<ServiceGroup>) -> bool {
+        let id = |g: &ServiceGroup| (g.namespace().unwrap_or_default(), g.name_any());
+        match ev {
+            watcher::Event::Init => {
+                sync.fresh = Some(Vec::new());
+                false
+            }
+            watcher::Event::InitApply(g) => {
+                if let Some(f) = sync.fresh.as_mut() {
+                    f.push(g);
+                }
+                false
+            }
+            watcher::Event::InitDone => {
+                let fresh = sync.fresh.take().unwrap_or_default();
+                let ids: BTreeSet<(String, String)> = fresh.iter().map(id).collect();
+                let gone: Vec<(String, String)> = self.groups.keys().filter(|k| !ids.contains(*k)).cloned().collect();
+                for (ns, name) in gone {
+                    self.remove_group(&ns, &name);
+                }
+                for g in fresh {
+                    self.set_group(g);
+                }
+                sync.done = true;
+                true
+            }
+            watcher::Event::Apply(g) => {
+                let unchanged = self.groups.get(&id(&g)).is_some_and(|old| old.spec == g.spec);
+                self.set_group(g);
+                !unchanged
+            }
+            watcher::Event::Delete(g) => {
+                let (ns, name) = id(&g);
+                self.remove_group(&ns, &name);
+                true
+            }
+        }
+    }
+
+    fn set_group(&mut self, g: ServiceGroup) {
+        let (ns, name) = (g.namespace().unwrap_or_default(), g.name_any());
+        if self.groups.get(&(ns.clone(), name.clone())).is_none_or(|old| old.spec != g.spec) {
+            self.index.set_group(&ns, &name, &g.spec);
+        }
+        self.groups.insert((ns, name.clone()), Arc::new(g));
+        self.dirty_groups.insert(name);
+    }
+
+    fn remove_group(&mut self, ns: &str, name: &str) {
+        self.groups.remove(&(ns.to_string(), name.to_string()));
+        self.reported_groups.remove(&(ns.to_string(), name.to_string()));
+        self.index.remove_group(ns, name);
+        self.dirty_groups.insert(name.to_string());
+    }
+
+    /// Start-up: claim what every Service already holds (oldest first, so that of two Services claiming
+    /// one address the older keeps it and the newer is reported), then decide for everyone.
+    async fn rebuild(&mut self, started: Instant) {
+        let mut ours: Vec<Arc<Service>> = self
+            .services
+            .values()
+            .filter(|s| ownership(s, self.settings.classless_ours) == Ownership::Ours)
+            .cloned()
+            .collect();
+        ours.sort_by(|a, b| {
+            let ts = |s: &Service| s.metadata.creation_timestamp.as_ref().map(|t| t.0);
+            ts(a).cmp(&ts(b)).then_with(|| ServiceKey::of(a).cmp(&ServiceKey::of(b)))
+        });
+        let mut claimed = 0usize;
+        for svc in &ours {
+            let ips = ingress_ips(svc);
+            if !ips.is_empty() && self.index.claim(&ServiceRequest::lenient(svc), &ips).is_empty() {
+                claimed += 1;
+            }
+        }
+        tracing::info!(claimed, services = ours.len(), "rebuilt the index from existing Services");
+        let mut all: BTreeSet<ServiceKey> = self.services.keys().cloned().collect();
+        self.process(&mut all, true, started).await;
+    }
+
+    async fn process(&mut self, touched: &mut BTreeSet<ServiceKey>, retry_pending: bool, started: Instant) {
+        let mut retry = retry_pending;
+        for key in std::mem::take(touched) {
+            retry |= self.reconcile(&key, started).await;
+        }
+        // Freed addresses or changed groups: give every pending Service another chance (bounded: each
+        // pass only re-decides Services still pending, and a pass frees nothing).
+        if retry {
+            let pending: Vec<ServiceKey> = self.pending.iter().cloned().collect();
+            for key in pending {
+                self.reconcile(&key, started).await;
+            }
+        }
+    }
+
+    /// Decides for one Service and submits the write. Returns true when addresses were freed.
+    async fn reconcile(&mut self, key: &ServiceKey, started: Instant) -> bool {
+        let Some(svc) = self.services.get(key).cloned() else {
+            self.pending.remove(key);
+            self.submitted.remove(key);
+            return self.release(key);
+        };
+        if ownership(&svc, self.settings.classless_ours) != Ownership::Ours {
+            self.pending.remove(key);
+            let freed = self.release(key);
+            let ours_marks = svc.annotations().get(annotations::ALLOCATED_BY).is_some()
+                || Desired::observed(&svc).condition.1 != "";
+            if ours_marks && self.submitted.get(key) != Some(&None) {
+                self.submit(&svc, None, Vec::new()).await;
+            }
+            return freed;
+        }
+        let observed_ips = ingress_ips(&svc);
+        let req = match ServiceRequest::from_service(&svc) {
+            Ok(r) => r,
+            Err(e) => {
+                let held = self.index.held(key).map(|h| h.addresses.clone());
+                if held.is_none() && !observed_ips.is_empty() {
+                    // Keep what it already shows even though an annotation became unreadable.
+                    let _ = self.index.claim(&ServiceRequest::lenient(&svc), &observed_ips);
+                }
+                let held = self.index.held(key).cloned();
+                let message = match &held {
+                    Some(h) => format!(
+                        "keeps {}; the request cannot be read: {e}",
+                        h.addresses.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                    ),
+                    None => format!("{e}"),
+                };
+                let desired = Desired {
+                    ips: held.as_ref().map(|h| h.addresses.clone()).unwrap_or_default(),
+                    group: held.as_ref().map(|h| h.group.clone()).filter(|g| !g.is_empty()),
+                    condition: (held.is_some(), Reason::InvalidRequest.as_str().into(), message.clone()),
+                };
+                if held.is_none() {
+                    self.pending.remove(key);
+                }
+                self.failure(&svc, desired, Reason::InvalidRequest, message).await;
+                return false;
+            }
+        };
+        if self.index.held(key).is_none() && !observed_ips.is_empty() {
+            let conflicts = self.index.claim(&req, &observed_ips);
+            if !conflicts.is_empty() {
+                let message = conflicts
+                    .iter()
+                    .map(|c| format!("{} is also held by {}: {}", c.address, c.holders.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "), c.why))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                let message = format!("{message}; PureLB does not pick a winner: change or remove one of the Services");
+                let desired = Desired {
+                    ips: observed_ips,
+                    group: Desired::observed(&svc).group,
+                    condition: (false, Reason::AddressConflict.as_str().into(), message.clone()),
+                };
+                self.pending.insert(key.clone());
+                self.failure(&svc, desired, Reason::AddressConflict, message).await;
+                return false;
+            }
+        }
+        let decision = self.index.decide(&req);
+        self.metrics.decision_seconds.observe(started.elapsed().as_secs_f64());
+        match &decision.outcome {
+            Ok(assignments) => {
+                let before: Vec<_> = self.index.held(key).map(|h| h.addresses.clone()).unwrap_or_default();
+                let ips: Vec<_> = assignments.iter().map(|a| a.address).collect();
+                let group = decision.group().unwrap_or_default().to_string();
+                self.index.commit(&req, &ips, &group);
+                self.pending.remove(key);
+                let freed = before.iter().any(|ip| !ips.contains(ip) && self.index.holding(*ip).is_none());
+                for a in assignments {
+                    self.dirty_groups.insert(a.group.clone());
+                }
+                let desired = Desired {
+                    ips: ips.clone(),
+                    group: Some(group.clone()),
+                    condition: (true, Reason::Allocated.as_str().into(), decision.message()),
+                };
+                let notes = assignments
+                    .iter()
+                    .filter(|a| !observed_ips.contains(&a.address))
+                    .map(|a| Note {
+                        warning: false,
+                        reason: events::IP_ALLOCATED.into(),
+                        message: format!("Assigned IP {} from pool {}", a.address, a.group),
+                    })
+                    .collect::<Vec<_>>();
+                if self.submitted.get(key) != Some(&Some(desired.clone())) && Desired::observed(&svc) != desired {
+                    self.metrics.allocations.inc_by(notes.len() as u64);
+                    self.submit(&svc, Some(desired), notes).await;
+                }
+                freed
+            }
+            Err(f) => {
+                let held = self.index.held(key).cloned();
+                if held.is_none() {
+                    self.pending.insert(key.clone());
+                }
+                let desired = Desired {
+                    ips: held.as_ref().map(|h| h.addresses.clone()).unwrap_or_default(),
+                    group: held.as_ref().map(|h| h.group.clone()).filter(|g| !g.is_empty()),
+                    condition: (held.is_some(), f.reason.as_str().into(), decision.message()),
+                };
+                self.failure(&svc, desired, f.reason, decision.message()).await;
+                false
+            }
+        }
+    }
+
+    /// Writes a failure's condition, with one Warning event each time the condition changes.
+    async fn failure(&mut self, svc: &Service, desired: Desired, reason: Reason, message: String) {
+        let key = ServiceKey::of(svc);
+        if self.submitted.get(&key) == Some(&Some(desired.clone())) || Desired::observed(svc) == desired {
+            return;
+        }
+        self.metrics.failures.get_or_create(&ReasonLabel { reason: reason.as_str().into() }).inc();
+        let event_reason = if reason == Reason::AddressConflict { events::ADDRESS_CONFLICT } else { events::ALLOCATION_FAILED };
+        tracing::info!(service = %key, reason = %reason, %message, "no address");
+        let note = Note { warning: true, reason: event_reason.into(), message: format!("{reason}: {message}") };
+        self.submit(svc, Some(desired), vec![note]).await;
+    }
+
+    async fn submit(&mut self, svc: &Service, desired: Option<Desired>, notes: Vec<Note>) {
+        let key = ServiceKey::of(svc);
+        self.submitted.insert(key.clone(), desired.clone());
+        let previous_condition = svc
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == purelb_core::api::conditions::ALLOCATED))
+            .cloned();
+        self.writer
+            .submit(ServiceWrite { key, reference: svc.object_ref(&()), desired, previous_condition, notes })
+            .await;
+    }
+
+    fn release(&mut self, key: &ServiceKey) -> bool {
+        let group = self.index.held(key).map(|h| h.group.clone());
+        let freed = self.index.release(key);
+        if let Some(g) = group {
+            self.dirty_groups.insert(g);
+        }
+        !freed.is_empty()
+    }
+
+    /// Writes the status of every group whose usage or validity changed, and reports new problems.
+    async fn flush_groups(&mut self) {
+        for name in std::mem::take(&mut self.dirty_groups) {
+            let defs: Vec<Arc<ServiceGroup>> =
+                self.groups.iter().filter(|((_, n), _)| *n == name).map(|(_, g)| g.clone()).collect();
+            let state = self.index.group(&name).cloned();
+            let usage = self.index.usage(&name);
+            if let Some(u) = &usage {
+                let label = GroupLabel { group: name.clone() };
+                self.metrics.pool_size.get_or_create(&label).set(i64::try_from(u.allocated.saturating_add(u.available)).unwrap_or(i64::MAX));
+                self.metrics.pool_in_use.get_or_create(&label).set(i64::try_from(u.allocated).unwrap_or(i64::MAX));
+            }
+            for g in defs {
+                let ns = g.namespace().unwrap_or_default();
+                let (valid, reason, message) = match &state {
+                    Some(GroupState::Usable(_)) | None => (true, "Valid".to_string(), "the allocator uses this group".to_string()),
+                    Some(GroupState::Invalid(why)) => (false, Reason::InvalidServiceGroup.as_str().to_string(), why.clone()),
+                    Some(GroupState::Duplicate(nss)) => (
+                        false,
+                        Reason::DuplicateServiceGroup.as_str().to_string(),
+                        format!("a ServiceGroup named {name} is defined in namespaces {}; names must be unique across the cluster", nss.join(", ")),
+                    ),
+                };
+                let previous = g.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Valid"));
+                let since = match previous {
+                    Some(c) if (c.status == "True") == valid && c.reason == reason => c.last_transition_time.clone(),
+                    _ => k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()),
+                };
+                let mut status = json!({"conditions": [{
+                    "type": "Valid", "status": if valid { "True" } else { "False" }, "reason": reason,
+                    "message": message, "lastTransitionTime": since,
+                }]});
+                if let Some(u) = &usage {
+                    status["pools"] = json!(u.pools);
+                    status["allocated"] = json!(u64::try_from(u.allocated).unwrap_or(u64::MAX));
+                    status["available"] = json!(u.available.to_string());
+                }
+                let writer = self.writer.clone();
+                let (gns, gname) = (ns.clone(), name.clone());
+                tokio::spawn(async move { writer.group_status(&gns, &gname, status).await });
+                let id = (ns, name.clone());
+                if !valid && self.reported_groups.get(&id) != Some(&message) {
+                    let writer = self.writer.clone();
+                    let note = format!("{reason}: {message}");
+                    let obj = g.clone();
+                    tokio::spawn(async move {
+                        writer.event_on(obj.as_ref(), true, events::INVALID_SERVICE_GROUP, note).await;
+                    });
+                    self.reported_groups.insert(id, message);
+                } else if valid {
+                    self.reported_groups.remove(&id);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! Writes to the API server: a Service's status (ingress + `purelb.io/Allocated` condition) and
+//! annotations by server-side apply with field manager `purelb-allocator`, events through one shared
+//! Recorder, and ServiceGroup status. Writes for one Service are serialised and the newest wins; every
+//! call is bounded by a timeout and retried with backoff.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ObjectReference, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Client, Resource};
+use purelb_core::allocate::ServiceKey;
+use purelb_core::api::{ALLOCATED_BY_VALUE, ALLOCATOR_COMPONENT, ServiceGroup, annotations, conditions};
+use serde_json::json;
+use tokio::sync::{Mutex, Semaphore, mpsc};
+
+/// The field manager of every write.
+pub const MANAGER: &str = ALLOCATOR_COMPONENT;
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+const ATTEMPTS: u32 = 8;
+
+/// What PureLB wants a Service to show.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Desired {
+    /// `status.loadBalancer.ingress` IPs; empty while pending.
+    pub ips: Vec<IpAddr>,
+    /// `purelb.io/allocated-from`; None while pending.
+    pub group: Option<String>,
+    /// The `purelb.io/Allocated` condition: status, reason, message.
+    pub condition: (bool, String, String),
+}
+
+impl Desired {
+    /// What a Service shows now, as far as PureLB's fields go.
+    pub fn observed(svc: &Service) -> Desired {
+        let ips = ingress_ips(svc);
+        let group = svc
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(annotations::ALLOCATED_FROM))
+            .cloned();
+        let condition = our_condition(svc)
+            .map(|c| (c.status == "True", c.reason.clone(), c.message.clone()))
+            .unwrap_or((false, String::new(), String::new()));
+        Desired { ips, group, condition }
+    }
+}
+
+/// The IPs of `status.loadBalancer.ingress`.
+pub fn ingress_ips(svc: &Service) -> Vec<IpAddr> {
+    svc.status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .map(|ing| ing.iter().filter_map(|i| i.ip.as_deref()?.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+fn our_condition(svc: &Service) -> Option<&Condition> {
+    svc.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == conditions::ALLOCATED)
+}
+
+/// One event to publish on a Service.
+#[derive(Clone, Debug)]
+pub struct Note {
+    /// Normal or Warning.
+    pub warning: bool,
+    /// The reason (e.g. `IPAllocated`).
+    pub reason: String,
+    /// The message.
+    pub message: String,
+}
+
+/// A write for one Service: `desired` None removes everything PureLB wrote.
+#[derive(Debug)]
+pub struct ServiceWrite {
+    /// The Service.
+    pub key: ServiceKey,
+    /// Its object reference (for events).
+    pub reference: ObjectReference,
+    /// The state to apply.
+    pub desired: Option<Desired>,
+    /// The condition's current lastTransitionTime and status, kept when the status does not change.
+    pub previous_condition: Option<Condition>,
+    /// Events to publish after the write.
+    pub notes: Vec<Note>,
+}
+
+/// Sent back to the allocator loop when a write is given up, so that it forgets what it submitted.
+#[derive(Debug)]
+pub struct WriteFailed(pub ServiceKey);
+
+/// Applies [`ServiceWrite`]s concurrently, one at a time per Service, newest first.
+#[derive(Clone)]
+pub struct Writer {
+    client: Client,
+    recorder: Recorder,
+    generation: Arc<AtomicU64>,
+    latest: Arc<Mutex<HashMap<ServiceKey, u64>>>,
+    locks: Arc<std::sync::Mutex<HashMap<ServiceKey, Arc<Mutex<()>>>>>,
+    concurrency: Arc<Semaphore>,
+    failed: mpsc::UnboundedSender<WriteFailed>,
+}
+
+impl Writer {
+    /// A writer with at most `concurrency` Services being written at once.
+    pub fn new(
+        client: Client,
+        instance: String,
+        concurrency: usize,
+        failed: mpsc::UnboundedSender<WriteFailed>,
+    ) -> Self {
+        let reporter = Reporter { controller: ALLOCATOR_COMPONENT.into(), instance: Some(instance) };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            generation: Arc::new(AtomicU64::new(0)),
+            latest: Arc::default(),
+            locks: Arc::default(),
+            concurrency: Arc::new(Semaphore::new(concurrency.max(1))),
+            failed,
+        }
+    }
+
+    /// Queues a write; returns at once.
+    pub async fn submit(&self, write: ServiceWrite) {
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        self.latest.lock().await.insert(write.key.clone(), generation);
+        let lock = {
+            let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+            locks.entry(write.key.clone()).or_default().clone()
+        };
+        let this = self.clone();
+        tokio::spawn(async move {
+            let Ok(_permit) = this.concurrency.acquire().await else { return };
+            let _guard = lock.lock().await;
+            if this.latest.lock().await.get(&write.key) != Some(&generation) {
+                return; // a newer write for this Service supersedes this one
+            }
+            if let Err(e) = this.apply(&write).await {
+                tracing::error!(service = %write.key, error = %e, "giving up writing the Service");
+                let _ = this.failed.send(WriteFailed(write.key.clone()));
+            }
+            let mut latest = this.latest.lock().await;
+            if latest.get(&write.key) == Some(&generation) {
+                latest.remove(&write.key);
+                drop(latest);
+                this.locks.lock().unwrap_or_else(|e| e.into_inner()).remove(&write.key);
+            }
+        });
+    }
+
+    async fn apply(&self, w: &ServiceWrite) -> anyhow::Result<()> {
+        let api: Api<Service> = Api::namespaced(self.client.clone(), &w.key.namespace);
+        let pp = PatchParams::apply(MANAGER).force();
+        let (status, annotations_patch) = bodies(w);
+        let (status, annotations_patch) = (Patch::Apply(status), Patch::Apply(annotations_patch));
+        retry(&w.key, "status", || api.patch_status(&w.key.name, &pp, &status)).await?;
+        retry(&w.key, "annotations", || api.patch(&w.key.name, &pp, &annotations_patch)).await?;
+        for note in &w.notes {
+            let ev = Event {
+                type_: if note.warning { EventType::Warning } else { EventType::Normal },
+                reason: note.reason.clone(),
+                note: Some(note.message.clone()),
+                action: "Allocate".into(),
+                secondary: None,
+            };
+            if let Err(e) = self.recorder.publish(&ev, &w.reference).await {
+                tracing::warn!(service = %w.key, error = %e, reason = %note.reason, "could not publish event");
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a ServiceGroup's status (usage and validity).
+    pub async fn group_status(&self, namespace: &str, name: &str, status: serde_json::Value) {
+        let api: Api<ServiceGroup> = Api::namespaced(self.client.clone(), namespace);
+        let body = json!({"apiVersion": "purelb.io/v1", "kind": "ServiceGroup", "metadata": {"name": name}, "status": status});
+        let pp = PatchParams::apply(MANAGER).force();
+        let key = ServiceKey::new(namespace, name);
+        let body = Patch::Apply(body);
+        if let Err(e) = retry(&key, "group status", || api.patch_status(name, &pp, &body)).await {
+            tracing::warn!(group = %key, error = %e, "could not write ServiceGroup status");
+        }
+    }
+
+    /// Publishes an event on any object (used for ServiceGroups).
+    pub async fn event_on<K: Resource<DynamicType = ()>>(&self, obj: &K, warning: bool, reason: &str, message: String) {
+        let ev = Event {
+            type_: if warning { EventType::Warning } else { EventType::Normal },
+            reason: reason.into(),
+            note: Some(message),
+            action: "Validate".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+            tracing::warn!(error = %e, reason, "could not publish event");
+        }
+    }
+}
+
+/// The status and annotation apply bodies for a write.
+fn bodies(w: &ServiceWrite) -> (serde_json::Value, serde_json::Value) {
+    let meta = json!({"name": w.key.name, "namespace": w.key.namespace});
+    let Some(d) = &w.desired else {
+        // Applying an empty intent removes every field this manager owned.
+        return (
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": meta, "status": {}}),
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": meta}),
+        );
+    };
+    let (ok, reason, message) = &d.condition;
+    let status_text = if *ok { "True" } else { "False" };
+    let since = match &w.previous_condition {
+        Some(c) if c.status == status_text => c.last_transition_time.clone(),
+        _ => Time(Timestamp::now()),
+    };
+    let condition = Condition {
+        type_: conditions::ALLOCATED.into(),
+        status: status_text.into(),
+        reason: reason.clone(),
+        message: truncate(message, 32_000),
+        last_transition_time: since,
+        observed_generation: None,
+    };
+    let ingress: Vec<serde_json::Value> = d.ips.iter().map(|ip| json!({"ip": ip.to_string()})).collect();
+    let mut status = json!({"conditions": [condition]});
+    if !ingress.is_empty() {
+        status["loadBalancer"] = json!({"ingress": ingress});
+    }
+    let mut ann = BTreeMap::new();
+    if let Some(group) = &d.group {
+        ann.insert(annotations::ALLOCATED_BY, ALLOCATED_BY_VALUE.to_string());
+        ann.insert(annotations::ALLOCATED_FROM, group.clone());
+    }
+    let mut metadata = meta;
+    metadata["annotations"] = json!(ann);
+    (
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": w.key.name, "namespace": w.key.namespace}, "status": status}),
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": metadata}),
+    )
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// Runs `call` with a timeout, retrying transient failures with exponential backoff. A Service that no
+/// longer exists (404) ends the retries quietly.
+async fn retry<T, F, Fut>(key: &ServiceKey, what: &str, mut call: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, kube::Error>>,
+{
+    let mut delay = Duration::from_millis(50);
+    for attempt in 1..=ATTEMPTS {
+        match tokio::time::timeout(CALL_TIMEOUT, call()).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(kube::Error::Api(e))) if e.code == 404 => return Ok(()),
+            Ok(Err(e)) if attempt == ATTEMPTS => return Err(anyhow::anyhow!("{what} of {key}: {e}")),
+            Err(_) if attempt == ATTEMPTS => {
+                return Err(anyhow::anyhow!("{what} of {key}: timed out {ATTEMPTS} times"));
+            }
+            Ok(Err(e)) => tracing::debug!(service = %key, what, attempt, error = %e, "write failed; retrying"),
+            Err(_) => tracing::debug!(service = %key, what, attempt, "write timed out; retrying"),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+    Err(anyhow::anyhow!("{what} of {key}: no attempt made"))
+}

@@ -1,0 +1,332 @@
+//! What a Service asks of the allocator, read from its spec and annotations: [`ServiceRequest`].
+//! Reading never fails silently and never panics: a bad annotation becomes a [`RequestError`] that
+//! names the annotation, the value and the rule it broke.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use k8s_openapi::api::core::v1::Service;
+
+use crate::api::{DEFAULT_GROUP, LOAD_BALANCER_CLASS, annotations};
+use crate::pool::Family;
+
+/// `namespace/name` of a Service.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServiceKey {
+    /// The Service's namespace.
+    pub namespace: String,
+    /// The Service's name.
+    pub name: String,
+}
+
+impl ServiceKey {
+    /// A key from its parts.
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self { namespace: namespace.into(), name: name.into() }
+    }
+
+    /// The key of a Service object (`default` namespace when it has none).
+    pub fn of(svc: &Service) -> Self {
+        Self::new(
+            svc.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+            svc.metadata.name.clone().unwrap_or_default(),
+        )
+    }
+}
+
+impl fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Whether a Service is PureLB's to allocate for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ownership {
+    /// A LoadBalancer of class `purelb.io/purelb` (or class-less, when class-less Services are ours).
+    Ours,
+    /// Not `type: LoadBalancer` (any more).
+    NotLoadBalancer,
+    /// A LoadBalancer with another controller's class, or class-less when those are not ours.
+    OtherClass(Option<String>),
+}
+
+/// Decides whether `svc` is PureLB's: `classless_ours` says whether class-less LoadBalancers are.
+pub fn ownership(svc: &Service, classless_ours: bool) -> Ownership {
+    let Some(spec) = &svc.spec else { return Ownership::NotLoadBalancer };
+    if spec.type_.as_deref() != Some("LoadBalancer") {
+        return Ownership::NotLoadBalancer;
+    }
+    match spec.load_balancer_class.as_deref() {
+        Some(LOAD_BALANCER_CLASS) => Ownership::Ours,
+        None if classless_ours => Ownership::Ours,
+        other => Ownership::OtherClass(other.map(str::to_string)),
+    }
+}
+
+/// Where the group name came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupSource {
+    /// The `purelb.io/service-group` annotation.
+    Annotation,
+    /// No annotation: the group named `default`.
+    Default,
+}
+
+/// Where a requested address came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestSource {
+    /// The `purelb.io/addresses` annotation.
+    AddressesAnnotation,
+    /// The deprecated `spec.loadBalancerIP`.
+    LoadBalancerIp,
+}
+
+impl fmt::Display for RequestSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::AddressesAnnotation => annotations::ADDRESSES,
+            Self::LoadBalancerIp => "spec.loadBalancerIP",
+        })
+    }
+}
+
+/// `spec.ipFamilyPolicy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FamilyPolicy {
+    /// One family: the first of `ipFamilies`.
+    SingleStack,
+    /// Both families when the group has both, else the one it has.
+    PreferDualStack,
+    /// Both families or nothing.
+    RequireDualStack,
+}
+
+impl fmt::Display for FamilyPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// A (protocol, port) a Service exposes; two sharers must not have one in common.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PortKey {
+    /// `TCP`, `UDP` or `SCTP`.
+    pub protocol: String,
+    /// The Service port.
+    pub port: i32,
+}
+
+impl fmt::Display for PortKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.port, self.protocol)
+    }
+}
+
+/// Everything the allocator needs to know about one Service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceRequest {
+    /// Which Service.
+    pub key: ServiceKey,
+    /// The ServiceGroup to allocate from.
+    pub group: String,
+    /// Why that group.
+    pub group_source: GroupSource,
+    /// Specific addresses asked for, at most one per family.
+    pub requested: Vec<(IpAddr, RequestSource)>,
+    /// The families wanted, in preference order (`spec.ipFamilies`).
+    pub families: Vec<Family>,
+    /// `spec.ipFamilyPolicy`.
+    pub policy: FamilyPolicy,
+    /// `purelb.io/allow-shared-ip`.
+    pub sharing_key: Option<String>,
+    /// The ports the Service exposes.
+    pub ports: Vec<PortKey>,
+    /// `externalTrafficPolicy: Local`.
+    pub local_traffic_policy: bool,
+}
+
+/// Why a Service's request cannot be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// An address in `purelb.io/addresses` or `spec.loadBalancerIP` is not an IP address.
+    #[error("{from} contains {value:?}, which is not an IP address")]
+    InvalidAddress {
+        /// Annotation or field.
+        from: RequestSource,
+        /// The offending text.
+        value: String,
+    },
+    /// Two addresses of one family were requested.
+    #[error("{from} asks for two {family} addresses ({first} and {second}); give at most one per family")]
+    TwoOfOneFamily {
+        /// Annotation or field.
+        from: RequestSource,
+        /// The family asked twice.
+        family: Family,
+        /// The first address.
+        first: IpAddr,
+        /// The second address.
+        second: IpAddr,
+    },
+    /// `ipFamilies` or `ipFamilyPolicy` holds a value Kubernetes does not define.
+    #[error("spec.{field} has the unknown value {value:?}")]
+    UnknownFamilySetting {
+        /// `ipFamilies` or `ipFamilyPolicy`.
+        field: &'static str,
+        /// The offending text.
+        value: String,
+    },
+    /// An annotation is present but empty.
+    #[error("annotation {annotation} is empty")]
+    EmptyAnnotation {
+        /// The annotation key.
+        annotation: &'static str,
+    },
+}
+
+impl ServiceRequest {
+    /// Reads a Service. Only the spec and annotations are consulted, never the status.
+    pub fn from_service(svc: &Service) -> Result<ServiceRequest, RequestError> {
+        let key = ServiceKey::of(svc);
+        let ann = svc.metadata.annotations.as_ref();
+        let get = |k: &str| ann.and_then(|a| a.get(k)).map(|v| v.trim().to_string());
+        let spec = svc.spec.clone().unwrap_or_default();
+
+        let (group, group_source) = match get(annotations::SERVICE_GROUP) {
+            Some(g) if g.is_empty() => {
+                return Err(RequestError::EmptyAnnotation { annotation: annotations::SERVICE_GROUP });
+            }
+            Some(g) => (g, GroupSource::Annotation),
+            None => (DEFAULT_GROUP.to_string(), GroupSource::Default),
+        };
+
+        let requested = match get(annotations::ADDRESSES) {
+            Some(list) => parse_addresses(&list, RequestSource::AddressesAnnotation)?,
+            None => match spec.load_balancer_ip.as_deref().map(str::trim) {
+                Some(ip) if !ip.is_empty() => parse_addresses(ip, RequestSource::LoadBalancerIp)?,
+                _ => Vec::new(),
+            },
+        };
+
+        let sharing_key = match get(annotations::ALLOW_SHARED_IP) {
+            Some(k) if k.is_empty() => {
+                return Err(RequestError::EmptyAnnotation { annotation: annotations::ALLOW_SHARED_IP });
+            }
+            other => other,
+        };
+
+        let policy = match spec.ip_family_policy.as_deref() {
+            None | Some("SingleStack") => FamilyPolicy::SingleStack,
+            Some("PreferDualStack") => FamilyPolicy::PreferDualStack,
+            Some("RequireDualStack") => FamilyPolicy::RequireDualStack,
+            Some(other) => {
+                return Err(RequestError::UnknownFamilySetting {
+                    field: "ipFamilyPolicy",
+                    value: other.to_string(),
+                });
+            }
+        };
+        let mut families = Vec::new();
+        for f in spec.ip_families.iter().flatten() {
+            let fam = match f.as_str() {
+                "IPv4" => Family::V4,
+                "IPv6" => Family::V6,
+                other => {
+                    return Err(RequestError::UnknownFamilySetting {
+                        field: "ipFamilies",
+                        value: other.to_string(),
+                    });
+                }
+            };
+            if !families.contains(&fam) {
+                families.push(fam);
+            }
+        }
+        // The API server fills ipFamilies in; objects read from files (offline explain) may lack it.
+        if families.is_empty() {
+            families.push(requested.first().map(|(ip, _)| Family::of(*ip)).unwrap_or(Family::V4));
+        }
+        match policy {
+            FamilyPolicy::SingleStack => families.truncate(1),
+            FamilyPolicy::PreferDualStack | FamilyPolicy::RequireDualStack => {
+                for fam in [Family::V4, Family::V6] {
+                    if !families.contains(&fam) {
+                        families.push(fam);
+                    }
+                }
+            }
+        }
+
+        let ports = spec
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| PortKey { protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()), port: p.port })
+            .collect();
+
+        Ok(ServiceRequest {
+            key,
+            group,
+            group_source,
+            requested,
+            families,
+            policy,
+            sharing_key,
+            ports,
+            local_traffic_policy: spec.external_traffic_policy.as_deref() == Some("Local"),
+        })
+    }
+
+    /// The request as far as it can be read, for recording what a Service already holds even when an
+    /// annotation has since become unreadable: unreadable annotations and family settings are left out.
+    pub fn lenient(svc: &Service) -> ServiceRequest {
+        if let Ok(req) = Self::from_service(svc) {
+            return req;
+        }
+        let mut plain = svc.clone();
+        if let Some(ann) = plain.metadata.annotations.as_mut() {
+            ann.remove(annotations::ADDRESSES);
+            ann.retain(|k, v| !(k == annotations::SERVICE_GROUP || k == annotations::ALLOW_SHARED_IP) || !v.trim().is_empty());
+        }
+        if let Some(spec) = plain.spec.as_mut() {
+            spec.load_balancer_ip = None;
+            spec.ip_families = None;
+            spec.ip_family_policy = None;
+        }
+        Self::from_service(&plain).unwrap_or_else(|_| ServiceRequest {
+            key: ServiceKey::of(svc),
+            group: DEFAULT_GROUP.to_string(),
+            group_source: GroupSource::Default,
+            requested: Vec::new(),
+            families: vec![Family::V4],
+            policy: FamilyPolicy::SingleStack,
+            sharing_key: None,
+            ports: Vec::new(),
+            local_traffic_policy: false,
+        })
+    }
+
+    /// The address requested for `family`, if any.
+    pub fn requested_for(&self, family: Family) -> Option<(IpAddr, RequestSource)> {
+        self.requested.iter().copied().find(|(ip, _)| Family::of(*ip) == family)
+    }
+}
+
+fn parse_addresses(list: &str, source: RequestSource) -> Result<Vec<(IpAddr, RequestSource)>, RequestError> {
+    let mut out: Vec<(IpAddr, RequestSource)> = Vec::new();
+    for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let ip: IpAddr =
+            part.parse().map_err(|_| RequestError::InvalidAddress { from: source, value: part.to_string() })?;
+        if let Some((first, _)) = out.iter().find(|(o, _)| Family::of(*o) == Family::of(ip)) {
+            return Err(RequestError::TwoOfOneFamily {
+                from: source,
+                family: Family::of(ip),
+                first: *first,
+                second: ip,
+            });
+        }
+        out.push((ip, source));
+    }
+    Ok(out)
+}
