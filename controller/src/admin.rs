@@ -37,8 +37,9 @@ impl Admin {
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics))
             .with_state(self);
-        let listener =
-            tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding the admin server to {addr}"))?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the admin server to {addr}"))?;
         tracing::info!(%addr, "admin server listening");
         axum::serve(listener, app).await.context("admin server")
     }
@@ -55,7 +56,13 @@ async fn readyz(State(admin): State<Admin>) -> (StatusCode, &'static str) {
 async fn metrics(State(admin): State<Admin>) -> (StatusCode, [(&'static str, &'static str); 1], String) {
     let mut body = String::new();
     match prometheus_client::encoding::text::encode(&mut body, &admin.registry) {
-        Ok(()) => (StatusCode::OK, [("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], body),
-        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, [("content-type", "text/plain")], "encoding failed".into()),
+        Ok(()) => (
+            StatusCode::OK,
+            [("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+            body,
+        ),
+        Err(_) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, [("content-type", "text/plain")], "encoding failed".into())
+        }
     }
 }

@@ -143,7 +143,12 @@ impl Allocator {
         }
     }
 
-    fn on_service(&mut self, ev: watcher::Event<Service>, sync: &mut Sync<Service>, touched: &mut BTreeSet<ServiceKey>) {
+    fn on_service(
+        &mut self,
+        ev: watcher::Event<Service>,
+        sync: &mut Sync<Service>,
+        touched: &mut BTreeSet<ServiceKey>,
+    ) {
         match ev {
             watcher::Event::Init => sync.fresh = Some(Vec::new()),
             watcher::Event::InitApply(svc) => {
@@ -195,7 +200,8 @@ impl Allocator {
             watcher::Event::InitDone => {
                 let fresh = sync.fresh.take().unwrap_or_default();
                 let ids: BTreeSet<(String, String)> = fresh.iter().map(id).collect();
-                let gone: Vec<(String, String)> = self.groups.keys().filter(|k| !ids.contains(*k)).cloned().collect();
+                let gone: Vec<(String, String)> =
+                    self.groups.keys().filter(|k| !ids.contains(*k)).cloned().collect();
                 for (ns, name) in gone {
                     self.remove_group(&ns, &name);
                 }
@@ -285,7 +291,7 @@ impl Allocator {
             self.pending.remove(key);
             let freed = self.release(key);
             let ours_marks = svc.annotations().get(annotations::ALLOCATED_BY).is_some()
-                || Desired::observed(&svc).condition.1 != "";
+                || !Desired::observed(&svc).condition.1.is_empty();
             if ours_marks && self.submitted.get(key) != Some(&None) {
                 self.submit(&svc, None, Vec::new()).await;
             }
@@ -325,10 +331,18 @@ impl Allocator {
             if !conflicts.is_empty() {
                 let message = conflicts
                     .iter()
-                    .map(|c| format!("{} is also held by {}: {}", c.address, c.holders.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "), c.why))
+                    .map(|c| {
+                        format!(
+                            "{} is also held by {}: {}",
+                            c.address,
+                            c.holders.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+                            c.why
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join("; ");
-                let message = format!("{message}; PureLB does not pick a winner: change or remove one of the Services");
+                let message =
+                    format!("{message}; PureLB does not pick a winner: change or remove one of the Services");
                 let desired = Desired {
                     ips: observed_ips,
                     group: Desired::observed(&svc).group,
@@ -366,7 +380,9 @@ impl Allocator {
                         message: format!("Assigned IP {} from pool {}", a.address, a.group),
                     })
                     .collect::<Vec<_>>();
-                if self.submitted.get(key) != Some(&Some(desired.clone())) && Desired::observed(&svc) != desired {
+                if self.submitted.get(key) != Some(&Some(desired.clone()))
+                    && Desired::observed(&svc) != desired
+                {
                     self.metrics.allocations.inc_by(notes.len() as u64);
                     self.submit(&svc, Some(desired), notes).await;
                 }
@@ -395,9 +411,14 @@ impl Allocator {
             return;
         }
         self.metrics.failures.get_or_create(&ReasonLabel { reason: reason.as_str().into() }).inc();
-        let event_reason = if reason == Reason::AddressConflict { events::ADDRESS_CONFLICT } else { events::ALLOCATION_FAILED };
+        let event_reason = if reason == Reason::AddressConflict {
+            events::ADDRESS_CONFLICT
+        } else {
+            events::ALLOCATION_FAILED
+        };
         tracing::info!(service = %key, reason = %reason, %message, "no address");
-        let note = Note { warning: true, reason: event_reason.into(), message: format!("{reason}: {message}") };
+        let note =
+            Note { warning: true, reason: event_reason.into(), message: format!("{reason}: {message}") };
         self.submit(svc, Some(desired), vec![note]).await;
     }
 
@@ -433,24 +454,42 @@ impl Allocator {
             let usage = self.index.usage(&name);
             if let Some(u) = &usage {
                 let label = GroupLabel { group: name.clone() };
-                self.metrics.pool_size.get_or_create(&label).set(i64::try_from(u.allocated.saturating_add(u.available)).unwrap_or(i64::MAX));
-                self.metrics.pool_in_use.get_or_create(&label).set(i64::try_from(u.allocated).unwrap_or(i64::MAX));
+                self.metrics
+                    .pool_size
+                    .get_or_create(&label)
+                    .set(i64::try_from(u.allocated.saturating_add(u.available)).unwrap_or(i64::MAX));
+                self.metrics
+                    .pool_in_use
+                    .get_or_create(&label)
+                    .set(i64::try_from(u.allocated).unwrap_or(i64::MAX));
             }
             for g in defs {
                 let ns = g.namespace().unwrap_or_default();
                 let (valid, reason, message) = match &state {
-                    Some(GroupState::Usable(_)) | None => (true, "Valid".to_string(), "the allocator uses this group".to_string()),
-                    Some(GroupState::Invalid(why)) => (false, Reason::InvalidServiceGroup.as_str().to_string(), why.clone()),
+                    Some(GroupState::Usable(_)) | None => {
+                        (true, "Valid".to_string(), "the allocator uses this group".to_string())
+                    }
+                    Some(GroupState::Invalid(why)) => {
+                        (false, Reason::InvalidServiceGroup.as_str().to_string(), why.clone())
+                    }
                     Some(GroupState::Duplicate(nss)) => (
                         false,
                         Reason::DuplicateServiceGroup.as_str().to_string(),
-                        format!("a ServiceGroup named {name} is defined in namespaces {}; names must be unique across the cluster", nss.join(", ")),
+                        format!(
+                            "a ServiceGroup named {name} is defined in namespaces {}; names must be unique across the cluster",
+                            nss.join(", ")
+                        ),
                     ),
                 };
-                let previous = g.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Valid"));
+                let previous =
+                    g.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Valid"));
                 let since = match previous {
-                    Some(c) if (c.status == "True") == valid && c.reason == reason => c.last_transition_time.clone(),
-                    _ => k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()),
+                    Some(c) if (c.status == "True") == valid && c.reason == reason => {
+                        c.last_transition_time.clone()
+                    }
+                    _ => k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                        k8s_openapi::jiff::Timestamp::now(),
+                    ),
                 };
                 let mut status = json!({"conditions": [{
                     "type": "Valid", "status": if valid { "True" } else { "False" }, "reason": reason,

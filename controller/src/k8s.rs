@@ -40,12 +40,8 @@ impl Desired {
     /// What a Service shows now, as far as PureLB's fields go.
     pub fn observed(svc: &Service) -> Desired {
         let ips = ingress_ips(svc);
-        let group = svc
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(annotations::ALLOCATED_FROM))
-            .cloned();
+        let group =
+            svc.metadata.annotations.as_ref().and_then(|a| a.get(annotations::ALLOCATED_FROM)).cloned();
         let condition = our_condition(svc)
             .map(|c| (c.status == "True", c.reason.clone(), c.message.clone()))
             .unwrap_or((false, String::new(), String::new()));
@@ -162,8 +158,9 @@ impl Writer {
         let pp = PatchParams::apply(MANAGER).force();
         let (status, annotations_patch) = bodies(w);
         let (status, annotations_patch) = (Patch::Apply(status), Patch::Apply(annotations_patch));
-        retry(&w.key, "status", || api.patch_status(&w.key.name, &pp, &status)).await?;
+        // Annotations first: whoever sees the address in the status also sees where it came from.
         retry(&w.key, "annotations", || api.patch(&w.key.name, &pp, &annotations_patch)).await?;
+        retry(&w.key, "status", || api.patch_status(&w.key.name, &pp, &status)).await?;
         for note in &w.notes {
             let ev = Event {
                 type_: if note.warning { EventType::Warning } else { EventType::Normal },
@@ -192,7 +189,13 @@ impl Writer {
     }
 
     /// Publishes an event on any object (used for ServiceGroups).
-    pub async fn event_on<K: Resource<DynamicType = ()>>(&self, obj: &K, warning: bool, reason: &str, message: String) {
+    pub async fn event_on<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        warning: bool,
+        reason: &str,
+        message: String,
+    ) {
         let ev = Event {
             type_: if warning { EventType::Warning } else { EventType::Normal },
             reason: reason.into(),
@@ -275,7 +278,9 @@ where
             Err(_) if attempt == ATTEMPTS => {
                 return Err(anyhow::anyhow!("{what} of {key}: timed out {ATTEMPTS} times"));
             }
-            Ok(Err(e)) => tracing::debug!(service = %key, what, attempt, error = %e, "write failed; retrying"),
+            Ok(Err(e)) => {
+                tracing::debug!(service = %key, what, attempt, error = %e, "write failed; retrying")
+            }
             Err(_) => tracing::debug!(service = %key, what, attempt, "write timed out; retrying"),
         }
         tokio::time::sleep(delay).await;

@@ -8,8 +8,8 @@ use anyhow::{Context, Result, bail};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ObjectMeta, PostParams};
 use kube::Client;
+use kube::api::{Api, ObjectMeta, PostParams};
 use purelb_core::lease::{LeaseObservation, LeaseVerdict};
 use tokio::sync::watch;
 
@@ -154,12 +154,13 @@ async fn renew(api: &Api<Lease>, cfg: &LeaseConfig, lease: &Lease) -> Result<Lea
             if holder(&current) != Some(cfg.identity.as_str()) {
                 bail!("the Lease is held by {:?}", holder(&current));
             }
-            Ok(api.replace(&cfg.name, &PostParams::default(), &{
-                let mut n = current.clone();
-                n.spec = Some(our_spec(cfg, transitions, false, current.spec.as_ref()));
-                n
-            })
-            .await?)
+            Ok(api
+                .replace(&cfg.name, &PostParams::default(), &{
+                    let mut n = current.clone();
+                    n.spec = Some(our_spec(cfg, transitions, false, current.spec.as_ref()));
+                    n
+                })
+                .await?)
         }
         Err(e) => Err(e.into()),
     }

@@ -59,7 +59,8 @@ struct Args {
 async fn main() -> Result<()> {
     let args = Args::parse();
     init_logging(&args.log_format);
-    let identity = args.identity.clone().unwrap_or_else(|| format!("purelb-allocator-{}", std::process::id()));
+    let identity =
+        args.identity.clone().unwrap_or_else(|| format!("purelb-allocator-{}", std::process::id()));
     tracing::info!(version = env!("CARGO_PKG_VERSION"), %identity, namespace = %args.namespace, "starting");
 
     let mut registry = prometheus_client::registry::Registry::default();
@@ -67,7 +68,8 @@ async fn main() -> Result<()> {
     let admin = admin::Admin::new(registry);
     let admin_task = tokio::spawn(admin.clone().serve(args.admin_addr));
 
-    let client = Client::try_default().await.context("building the Kubernetes client (kubeconfig or in-cluster)")?;
+    let client =
+        Client::try_default().await.context("building the Kubernetes client (kubeconfig or in-cluster)")?;
     let (stop_tx, stop) = watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -103,14 +105,20 @@ async fn main() -> Result<()> {
     } else {
         Api::all(client.clone())
     };
-    let groups =
-        watcher(groups_api, watcher::Config::default()).default_backoff().map(|e| e.map(allocator::Change::Group));
+    let groups = watcher(groups_api, watcher::Config::default())
+        .default_backoff()
+        .map(|e| e.map(allocator::Change::Group));
     let changes = futures::stream::select(services, groups);
 
     let (failed_tx, failed_rx) = mpsc::unbounded_channel();
     let writer = k8s::Writer::new(client.clone(), identity, args.write_concurrency, failed_tx);
     let settings = allocator::Settings { classless_ours: !args.ignore_classless };
-    let run = allocator::Allocator::new(settings, writer, metrics).run(changes, failed_rx, admin.clone(), stop.clone());
+    let run = allocator::Allocator::new(settings, writer, metrics).run(
+        changes,
+        failed_rx,
+        admin.clone(),
+        stop.clone(),
+    );
 
     let result = match leadership {
         Some(mut l) => tokio::select! {

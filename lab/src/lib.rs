@@ -1,1 +1,45 @@
-//! purelb-lab (being written).
+//! purelb-lab: a bare-metal Kubernetes cluster on one machine, for PureLB's end-to-end tests, the README
+//! quickstart and the benchmarks.
+//!
+//! Today it is the control plane: real etcd and kube-apiserver (built from upstream by
+//! `lab/upstream/build.sh`) on loopback, with RBAC enforced, dual-stack Services, a fresh PKI, an admin
+//! kubeconfig and ServiceAccount-token kubeconfigs. Programs under test run as supervised children that
+//! never outlive the lab.
+//!
+//! Environment:
+//! - `PURELB_LAB_BIN_DIR`: where etcd, kube-apiserver and kubectl are (default: run `lab/upstream/build.sh`,
+//!   which builds them once into `$PURELB_LAB_CACHE`, default `~/.cache/purelb-lab`).
+//! - `PURELB_LAB_DIR`: the root of the labs' working directories (default `/tmp/purelb-lab`).
+//! - `PURELB_LAB_KEEP=1`: keep a lab's directory (logs, kubeconfigs, etcd data) when it stops.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), purelb_lab::LabError> {
+//! let lab = purelb_lab::shared().await;
+//! let client = lab.admin_client().await?;
+//! let ns = purelb_lab::TestNamespace::new(&client, "my-test").await?;
+//! // ... create objects in ns.name(), spawn binaries with lab.spawn(...), assert with wait_for(...)
+//! ns.cleanup().await?;
+//! # Ok(()) }
+//! ```
+
+mod apply;
+mod control_plane;
+mod error;
+mod kubeconfig;
+mod labdir;
+mod namespace;
+mod pki;
+mod process;
+mod upstream;
+mod wait;
+
+pub use apply::{FIELD_MANAGER, apply_file, apply_yaml};
+pub use control_plane::{ControlPlane, KEEP_ENV, shared, try_shared};
+pub use error::LabError;
+pub use kubeconfig::client_from_kubeconfig;
+pub use labdir::{DEFAULT_ROOT as DEFAULT_LAB_ROOT, ROOT_ENV as LAB_ROOT_ENV};
+pub use namespace::TestNamespace;
+pub use pki::ADMIN_USER;
+pub use process::{Child, log_tail, spawn_supervised};
+pub use upstream::{BIN_DIR_ENV, UpstreamBinaries, binary, workspace_root};
+pub use wait::{Observation, wait_for};

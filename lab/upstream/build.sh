@@ -12,6 +12,14 @@ if [ -x "$out/kube-apiserver" ] && [ -x "$out/kubectl" ] && [ -x "$out/etcd" ]; 
   echo "$out"
   exit 0
 fi
+# One build at a time (two test processes may ask at once); whoever waited finds the cache filled.
+mkdir -p "$cache_root"
+exec 9>"$cache_root/.build.lock"
+flock 9
+if [ -x "$out/kube-apiserver" ] && [ -x "$out/kubectl" ] && [ -x "$out/etcd" ]; then
+  echo "$out"
+  exit 0
+fi
 command -v go >/dev/null || { echo "build.sh: the Go toolchain is required to build the lab's control plane" >&2; exit 1; }
 mkdir -p "$out.tmp"
 cd "$here"

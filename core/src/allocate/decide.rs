@@ -20,7 +20,9 @@ pub(super) fn share_check(
     if req.local_traffic_policy {
         return Err((
             Reason::SharingRefusedWithLocalPolicy,
-            format!("it is held by {names} and a Service with externalTrafficPolicy: Local may not share an address"),
+            format!(
+                "it is held by {names} and a Service with externalTrafficPolicy: Local may not share an address"
+            ),
         ));
     }
     if let Some((k, _)) = holding.holders.iter().find(|(k, h)| h.local_traffic_policy && others.contains(k)) {
@@ -40,7 +42,10 @@ pub(super) fn share_check(
         None => {
             return Err((
                 Reason::AddressInUse,
-                format!("it is held by {names}, which does not allow sharing ({} is not set on it)", annotations::ALLOW_SHARED_IP),
+                format!(
+                    "it is held by {names}, which does not allow sharing ({} is not set on it)",
+                    annotations::ALLOW_SHARED_IP
+                ),
             ));
         }
         Some(theirs) if theirs != key => {
@@ -90,7 +95,9 @@ impl<'a> Decider<'a> {
             GroupSource::Annotation => {
                 format!("group {} (annotation {})", req.group, annotations::SERVICE_GROUP)
             }
-            GroupSource::Default => format!("group {} (no {} annotation)", req.group, annotations::SERVICE_GROUP),
+            GroupSource::Default => {
+                format!("group {} (no {} annotation)", req.group, annotations::SERVICE_GROUP)
+            }
         });
         let fams: Vec<String> = req.families.iter().map(ToString::to_string).collect();
         self.trace.push(format!("families {} ({})", fams.join(", "), req.policy));
@@ -149,7 +156,7 @@ impl<'a> Decider<'a> {
     fn one_family(&mut self, family: Family) -> Result<Assignment, Failure> {
         match self.req.requested_for(family) {
             Some((ip, source)) => self.requested(ip, How::Requested(source)),
-            None => self.from_group(family),
+            None => self.group_address(family),
         }
     }
 
@@ -220,7 +227,10 @@ impl<'a> Decider<'a> {
                         address: ip,
                         group,
                         pool,
-                        how: How::Shared { key: holding.sharing_key.clone().unwrap_or_default(), with: others },
+                        how: How::Shared {
+                            key: holding.sharing_key.clone().unwrap_or_default(),
+                            with: others,
+                        },
                     }),
                     Err((reason, why)) => {
                         self.rejected.push(Candidate { what: format!("address {ip}"), why: why.clone() });
@@ -265,7 +275,7 @@ impl<'a> Decider<'a> {
     }
 
     /// No specific address: keep what is held, join a sharer, or take the lowest free address.
-    fn from_group(&mut self, family: Family) -> Result<Assignment, Failure> {
+    fn group_address(&mut self, family: Family) -> Result<Assignment, Failure> {
         let req = self.req;
         let held = self.held_of(family);
         let slots = match self.usable_slots() {
@@ -328,7 +338,12 @@ impl<'a> Decider<'a> {
                     });
                 }
                 None => self.rejected.push(Candidate {
-                    what: format!("pool {} ({}) of group {}", slot.pool.config().range, slot.field, req.group),
+                    what: format!(
+                        "pool {} ({}) of group {}",
+                        slot.pool.config().range,
+                        slot.field,
+                        req.group
+                    ),
                     why: format!("all {} addresses are in use", slot.pool.size()),
                 }),
             }

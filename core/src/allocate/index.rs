@@ -216,11 +216,11 @@ impl AllocationIndex {
             if let Some(holding) = self.addresses.get(ip) {
                 let others: Vec<ServiceKey> =
                     holding.holders.keys().filter(|k| **k != req.key).cloned().collect();
-                if !others.is_empty() {
-                    if let Err((_, why)) = super::decide::share_check(holding, req, &others) {
-                        conflicts.push(ClaimConflict { address: *ip, holders: others, why });
-                        continue;
-                    }
+                if !others.is_empty()
+                    && let Err((_, why)) = super::decide::share_check(holding, req, &others)
+                {
+                    conflicts.push(ClaimConflict { address: *ip, holders: others, why });
+                    continue;
                 }
             }
             kept.push(*ip);
@@ -248,14 +248,13 @@ impl AllocationIndex {
             self.services.remove(&req.key);
             return;
         }
-        let info =
-            HolderInfo { ports: req.ports.clone(), local_traffic_policy: req.local_traffic_policy };
+        let info = HolderInfo { ports: req.ports.clone(), local_traffic_policy: req.local_traffic_policy };
         for ip in ips {
             let fresh = !self.addresses.contains_key(ip);
-            let holding = self
-                .addresses
-                .entry(*ip)
-                .or_insert_with(|| Holding { sharing_key: req.sharing_key.clone(), holders: BTreeMap::new() });
+            let holding = self.addresses.entry(*ip).or_insert_with(|| Holding {
+                sharing_key: req.sharing_key.clone(),
+                holders: BTreeMap::new(),
+            });
             holding.holders.insert(req.key.clone(), info.clone());
             if holding.holders.len() == 1 {
                 holding.sharing_key = req.sharing_key.clone();
@@ -304,18 +303,20 @@ impl AllocationIndex {
 
     /// The group an address belongs to: `preferred` when it contains it, else the first that does.
     pub(super) fn group_of(&self, ip: IpAddr, preferred: &str) -> String {
-        let contains =
-            |slots: &[PoolSlot]| slots.iter().any(|s| s.pool.contains(ip));
-        if let Some(GroupState::Usable(slots)) = self.group(preferred) {
-            if contains(slots) {
-                return preferred.to_string();
-            }
+        let contains = |slots: &[PoolSlot]| slots.iter().any(|s| s.pool.contains(ip));
+        if let Some(GroupState::Usable(slots)) = self.group(preferred)
+            && contains(slots)
+        {
+            return preferred.to_string();
         }
-        self.usable_groups().find(|(_, slots)| contains(slots)).map(|(n, _)| n.to_string()).unwrap_or_default()
+        self.usable_groups()
+            .find(|(_, slots)| contains(slots))
+            .map(|(n, _)| n.to_string())
+            .unwrap_or_default()
     }
 
     /// The pools of `family` among `slots`.
-    pub(super) fn family_slots<'a>(slots: &'a [PoolSlot], family: Family) -> impl Iterator<Item = &'a PoolSlot> {
+    pub(super) fn family_slots(slots: &[PoolSlot], family: Family) -> impl Iterator<Item = &PoolSlot> {
         slots.iter().filter(move |s| s.pool.config().range.family() == family)
     }
 
@@ -343,8 +344,14 @@ fn build_slots(spec: &ServiceGroupSpec) -> Result<Vec<PoolSlot>, String> {
         };
         let config = PoolConfig::parse(&p.subnet, &p.pool, &p.aggregation, family)
             .map_err(|e| format!("{field}: {e}"))?;
-        if let Some(other) = slots.iter().find(|s: &&PoolSlot| s.pool.config().range.overlaps(&config.range)) {
-            return Err(format!("{field}: pool {} overlaps {} ({})", config.range, other.pool.config().range, other.field));
+        if let Some(other) = slots.iter().find(|s: &&PoolSlot| s.pool.config().range.overlaps(&config.range))
+        {
+            return Err(format!(
+                "{field}: pool {} overlaps {} ({})",
+                config.range,
+                other.pool.config().range,
+                other.field
+            ));
         }
         slots.push(PoolSlot { field, pool: Pool::new(config) });
     }

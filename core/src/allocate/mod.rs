@@ -14,7 +14,9 @@ mod tests;
 use std::fmt;
 use std::net::IpAddr;
 
-pub use index::{AllocationIndex, ClaimConflict, GroupState, GroupUsage, Held, HolderInfo, Holding, PoolSlot};
+pub use index::{
+    AllocationIndex, ClaimConflict, GroupState, GroupUsage, Held, HolderInfo, Holding, PoolSlot,
+};
 pub use request::{
     FamilyPolicy, GroupSource, Ownership, PortKey, RequestError, RequestSource, ServiceKey, ServiceRequest,
     ownership,

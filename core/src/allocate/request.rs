@@ -287,7 +287,10 @@ impl ServiceRequest {
         let mut plain = svc.clone();
         if let Some(ann) = plain.metadata.annotations.as_mut() {
             ann.remove(annotations::ADDRESSES);
-            ann.retain(|k, v| !(k == annotations::SERVICE_GROUP || k == annotations::ALLOW_SHARED_IP) || !v.trim().is_empty());
+            ann.retain(|k, v| {
+                !(k == annotations::SERVICE_GROUP || k == annotations::ALLOW_SHARED_IP)
+                    || !v.trim().is_empty()
+            });
         }
         if let Some(spec) = plain.spec.as_mut() {
             spec.load_balancer_ip = None;
@@ -316,8 +319,9 @@ impl ServiceRequest {
 fn parse_addresses(list: &str, source: RequestSource) -> Result<Vec<(IpAddr, RequestSource)>, RequestError> {
     let mut out: Vec<(IpAddr, RequestSource)> = Vec::new();
     for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let ip: IpAddr =
-            part.parse().map_err(|_| RequestError::InvalidAddress { from: source, value: part.to_string() })?;
+        let ip: IpAddr = part
+            .parse()
+            .map_err(|_| RequestError::InvalidAddress { from: source, value: part.to_string() })?;
         if let Some((first, _)) = out.iter().find(|(o, _)| Family::of(*o) == Family::of(ip)) {
             return Err(RequestError::TwoOfOneFamily {
                 from: source,

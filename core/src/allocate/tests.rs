@@ -25,13 +25,28 @@ fn make_group(v4: Vec<PoolSpec>, v6: Vec<PoolSpec>) -> ServiceGroupSpec {
 /// The seed's groups: `default`, `localaddr` (a local range) and `virtualsub` (172.31.1.0/24, /32).
 fn seed_index() -> AllocationIndex {
     let mut idx = AllocationIndex::new();
-    idx.set_group("purelb-system", "default", &make_group(vec![pool("172.30.250.0/24", "172.30.250.53-172.30.250.60", "default")], vec![]));
-    idx.set_group("purelb-system", "localaddr", &make_group(vec![pool("192.0.2.0/24", "192.0.2.200-192.0.2.202", "default")], vec![]));
-    idx.set_group("default", "virtualsub", &make_group(vec![pool("172.31.1.0/24", "172.31.1.0/24", "/32")], vec![]));
+    idx.set_group(
+        "purelb-system",
+        "default",
+        &make_group(vec![pool("172.30.250.0/24", "172.30.250.53-172.30.250.60", "default")], vec![]),
+    );
+    idx.set_group(
+        "purelb-system",
+        "localaddr",
+        &make_group(vec![pool("192.0.2.0/24", "192.0.2.200-192.0.2.202", "default")], vec![]),
+    );
+    idx.set_group(
+        "default",
+        "virtualsub",
+        &make_group(vec![pool("172.31.1.0/24", "172.31.1.0/24", "/32")], vec![]),
+    );
     idx.set_group(
         "purelb-system",
         "dual",
-        &make_group(vec![pool("198.51.100.0/24", "198.51.100.0/30", "/32")], vec![pool("2001:db8:100::/64", "2001:db8:100::/64", "/128")]),
+        &make_group(
+            vec![pool("198.51.100.0/24", "198.51.100.0/30", "/32")],
+            vec![pool("2001:db8:100::/64", "2001:db8:100::/64", "/128")],
+        ),
     );
     idx
 }
@@ -40,7 +55,11 @@ struct Svc(Service);
 
 fn make_svc(name: &str) -> Svc {
     Svc(Service {
-        metadata: ObjectMeta { name: Some(name.into()), namespace: Some("servicetest".into()), ..Default::default() },
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("servicetest".into()),
+            ..Default::default()
+        },
         spec: Some(ServiceSpec {
             type_: Some("LoadBalancer".into()),
             ip_families: Some(vec!["IPv4".into()]),
@@ -68,7 +87,9 @@ impl Svc {
         self
     }
     fn port(self, port: i32) -> Self {
-        self.spec(|s| s.ports = Some(vec![ServicePort { port, protocol: Some("TCP".into()), ..Default::default() }]))
+        self.spec(|s| {
+            s.ports = Some(vec![ServicePort { port, protocol: Some("TCP".into()), ..Default::default() }])
+        })
     }
     fn families(self, policy: &str, fams: &[&str]) -> Self {
         self.spec(|s| {
@@ -124,7 +145,12 @@ fn annotation_picks_the_group() {
 #[test]
 fn seed_virtualsub_requested_then_lowest_is_the_network_address() {
     let mut idx = seed_index();
-    let d = alloc(&mut idx, &make_svc("specificaddress").group("virtualsub").spec(|s| s.load_balancer_ip = Some("172.31.1.225".into())));
+    let d = alloc(
+        &mut idx,
+        &make_svc("specificaddress")
+            .group("virtualsub")
+            .spec(|s| s.load_balancer_ip = Some("172.31.1.225".into())),
+    );
     assert_eq!(d.addresses(), vec![ip("172.31.1.225")]);
     assert_eq!(d.outcome.as_ref().unwrap()[0].how, How::Requested(RequestSource::LoadBalancerIp));
     let d = alloc(&mut idx, &make_svc("endpoints").group("virtualsub").local());
@@ -173,7 +199,10 @@ fn sharing_with_same_key_and_disjoint_ports_is_accepted() {
 fn sharing_with_a_common_port_is_refused_naming_service_and_port() {
     let mut idx = seed_index();
     alloc(&mut idx, &make_svc("a").share("k").port(80).ann(crate::api::annotations::ADDRESSES, "172.31.1.5"));
-    let d = alloc(&mut idx, &make_svc("b").share("k").port(80).ann(crate::api::annotations::ADDRESSES, "172.31.1.5"));
+    let d = alloc(
+        &mut idx,
+        &make_svc("b").share("k").port(80).ann(crate::api::annotations::ADDRESSES, "172.31.1.5"),
+    );
     assert_eq!(failed(&d), Reason::SharingConflict);
     assert!(d.message().contains("80/TCP") && d.message().contains("servicetest/a"), "{}", d.message());
 }
@@ -182,7 +211,10 @@ fn sharing_with_a_common_port_is_refused_naming_service_and_port() {
 fn sharing_with_another_key_is_refused() {
     let mut idx = seed_index();
     alloc(&mut idx, &make_svc("a").share("k1").ann(crate::api::annotations::ADDRESSES, "172.31.1.5"));
-    let d = alloc(&mut idx, &make_svc("b").share("k2").port(81).ann(crate::api::annotations::ADDRESSES, "172.31.1.5"));
+    let d = alloc(
+        &mut idx,
+        &make_svc("b").share("k2").port(81).ann(crate::api::annotations::ADDRESSES, "172.31.1.5"),
+    );
     assert_eq!(failed(&d), Reason::SharingConflict);
 }
 
@@ -201,7 +233,10 @@ fn local_traffic_policy_may_not_share() {
     let d = alloc(&mut idx, &make_svc("a").group("virtualsub").share("k").local());
     assert_eq!(failed(&d), Reason::SharingRefusedWithLocalPolicy);
     alloc(&mut idx, &make_svc("b").local().ann(crate::api::annotations::ADDRESSES, "172.31.1.5"));
-    let d = alloc(&mut idx, &make_svc("c").share("k").port(81).ann(crate::api::annotations::ADDRESSES, "172.31.1.5"));
+    let d = alloc(
+        &mut idx,
+        &make_svc("c").share("k").port(81).ann(crate::api::annotations::ADDRESSES, "172.31.1.5"),
+    );
     assert_eq!(failed(&d), Reason::SharingRefusedWithLocalPolicy);
 }
 
@@ -209,7 +244,10 @@ fn local_traffic_policy_may_not_share() {
 fn exhausted_pool_fails_then_succeeds_after_release() {
     let mut idx = seed_index();
     for n in 0..3 {
-        assert_eq!(alloc(&mut idx, &make_svc(&format!("s{n}")).group("localaddr")).reason(), Reason::Allocated);
+        assert_eq!(
+            alloc(&mut idx, &make_svc(&format!("s{n}")).group("localaddr")).reason(),
+            Reason::Allocated
+        );
     }
     let d = alloc(&mut idx, &make_svc("s3").group("localaddr"));
     assert_eq!(failed(&d), Reason::PoolExhausted);
@@ -231,7 +269,11 @@ fn missing_group_is_named() {
 #[test]
 fn duplicate_group_names_are_not_guessed() {
     let mut idx = seed_index();
-    idx.set_group("other", "localaddr", &make_group(vec![pool("203.0.113.0/24", "203.0.113.0/24", "default")], vec![]));
+    idx.set_group(
+        "other",
+        "localaddr",
+        &make_group(vec![pool("203.0.113.0/24", "203.0.113.0/24", "default")], vec![]),
+    );
     let d = alloc(&mut idx, &make_svc("x").group("localaddr"));
     assert_eq!(failed(&d), Reason::DuplicateServiceGroup);
     assert!(d.message().contains("other") && d.message().contains("purelb-system"));
@@ -253,14 +295,18 @@ fn prefer_dual_stack_gets_both_or_degrades() {
     let mut idx = seed_index();
     let d = alloc(&mut idx, &make_svc("d").group("dual").families("PreferDualStack", &["IPv6", "IPv4"]));
     assert_eq!(d.addresses(), vec![ip("2001:db8:100::"), ip("198.51.100.0")], "ipFamilies order is kept");
-    let d = alloc(&mut idx, &make_svc("v4only").group("virtualsub").families("PreferDualStack", &["IPv4", "IPv6"]));
+    let d = alloc(
+        &mut idx,
+        &make_svc("v4only").group("virtualsub").families("PreferDualStack", &["IPv4", "IPv6"]),
+    );
     assert_eq!(d.addresses(), vec![ip("172.31.1.0")]);
 }
 
 #[test]
 fn require_dual_stack_fails_clearly_and_allocates_nothing() {
     let mut idx = seed_index();
-    let d = alloc(&mut idx, &make_svc("r").group("virtualsub").families("RequireDualStack", &["IPv4", "IPv6"]));
+    let d =
+        alloc(&mut idx, &make_svc("r").group("virtualsub").families("RequireDualStack", &["IPv4", "IPv6"]));
     assert_eq!(failed(&d), Reason::FamilyUnavailable);
     assert!(d.message().contains("IPv6"), "{}", d.message());
     // Nothing was taken: the next Service still gets the first address.
@@ -276,7 +322,11 @@ fn dual_stack_is_all_or_nothing_when_one_family_is_exhausted() {
     let d = alloc(&mut idx, &make_svc("r").group("dual").families("RequireDualStack", &["IPv4", "IPv6"]));
     assert_eq!(failed(&d), Reason::PoolExhausted);
     let six = alloc(&mut idx, &make_svc("six").group("dual").families("SingleStack", &["IPv6"]));
-    assert_eq!(six.addresses(), vec![ip("2001:db8:100::")], "the failed dual-stack decision took no IPv6 address");
+    assert_eq!(
+        six.addresses(),
+        vec![ip("2001:db8:100::")],
+        "the failed dual-stack decision took no IPv6 address"
+    );
 }
 
 #[test]
@@ -318,7 +368,11 @@ fn changing_the_group_moves_the_address() {
     alloc(&mut idx, &make_svc("a").group("localaddr"));
     let d = alloc(&mut idx, &make_svc("a").group("virtualsub"));
     assert_eq!(d.addresses(), vec![ip("172.31.1.0")]);
-    assert_eq!(alloc(&mut idx, &make_svc("b").group("localaddr")).addresses(), vec![ip("192.0.2.200")], "old address freed");
+    assert_eq!(
+        alloc(&mut idx, &make_svc("b").group("localaddr")).addresses(),
+        vec![ip("192.0.2.200")],
+        "old address freed"
+    );
 }
 
 #[test]
@@ -341,7 +395,11 @@ fn claim_reports_two_services_holding_one_address() {
 fn group_added_after_claim_reserves_claimed_addresses() {
     let mut idx = AllocationIndex::new();
     idx.claim(&make_svc("a").req(), &[ip("172.31.1.0")]);
-    idx.set_group("default", "virtualsub", &make_group(vec![pool("172.31.1.0/24", "172.31.1.0/24", "/32")], vec![]));
+    idx.set_group(
+        "default",
+        "virtualsub",
+        &make_group(vec![pool("172.31.1.0/24", "172.31.1.0/24", "/32")], vec![]),
+    );
     assert_eq!(alloc(&mut idx, &make_svc("b").group("virtualsub")).addresses(), vec![ip("172.31.1.1")]);
     assert_eq!(idx.usage("virtualsub").unwrap().allocated, 2);
     assert_eq!(idx.usage("virtualsub").unwrap().available, 254);

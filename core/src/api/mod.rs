@@ -6,7 +6,8 @@ mod service_group;
 
 pub use lb_node_agent::{LBNodeAgent, LBNodeAgentLocal, LBNodeAgentSpec};
 pub use service_group::{
-    DeclaredFamily, PoolSpec, PoolSpecError, ServiceGroup, ServiceGroupLocal, ServiceGroupSpec, ServiceGroupStatus,
+    DeclaredFamily, PoolSpec, PoolSpecError, ServiceGroup, ServiceGroupLocal, ServiceGroupSpec,
+    ServiceGroupStatus,
 };
 
 /// The API group of PureLB's CRDs.

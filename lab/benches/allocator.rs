@@ -1,0 +1,138 @@
+//! Allocator benchmark in the lab (not a test): create → ingress latency for Services created one after
+//! another, and for a burst of 1,000 created 64 at a time (latency and throughput). Prints p50/p99.
+//! Run: `cargo build --release --bins && cargo bench -p purelb-lab --bench allocator`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Service;
+use kube::api::Api;
+use kube::runtime::{WatchStreamExt, watcher};
+use purelb_core::api::annotations;
+use purelb_lab::{ControlPlane, TestNamespace};
+
+type Seen = Arc<Mutex<HashMap<String, Instant>>>;
+
+/// Records, for each Service of `ns`, when its ingress was first seen.
+fn watch_ingress(client: kube::Client, ns: &str) -> Seen {
+    let seen: Seen = Arc::default();
+    let api: Api<Service> = Api::namespaced(client, ns);
+    let out = seen.clone();
+    tokio::spawn(async move {
+        let mut s = std::pin::pin!(watcher(api, watcher::Config::default()).applied_objects());
+        while let Some(Ok(svc)) = s.next().await {
+            if !ingress(&svc).is_empty() {
+                out.lock().unwrap().entry(svc.metadata.name.clone().unwrap()).or_insert_with(Instant::now);
+            }
+        }
+    });
+    seen
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn report(name: &str, mut lat: Vec<Duration>) {
+    lat.sort();
+    println!(
+        "{name}: n={} p50={:.1} ms p99={:.1} ms max={:.1} ms",
+        lat.len(),
+        percentile(&lat, 0.5).as_secs_f64() * 1e3,
+        percentile(&lat, 0.99).as_secs_f64() * 1e3,
+        lat.last().unwrap().as_secs_f64() * 1e3
+    );
+}
+
+async fn wait_all(seen: &Seen, names: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while names.iter().any(|n| !seen.lock().unwrap().contains_key(n)) {
+        assert!(Instant::now() < deadline, "not every Service got an address within 300 s");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let sequential: usize =
+        std::env::var("BENCH_SEQUENTIAL").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    let burst: usize = std::env::var("BENCH_BURST").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
+    let lab = ControlPlane::start().await.expect("lab");
+    let alloc = start_allocator(&lab, "bench", &["--log-format=text"], true).await;
+    let client = lab.admin_client().await.unwrap();
+    let ns = TestNamespace::new(&client, "bench").await.unwrap();
+    let mut g = group(
+        "bench",
+        Some(("198.51.100.0/24", "198.51.100.0/24", "/32")),
+        Some(("2001:db8:100::/64", "2001:db8:100::/64", "/128")),
+    );
+    for extra in ["203.0.113.0/24", "192.0.2.0/24"] {
+        g.spec.local.as_mut().unwrap().v4pools.push(purelb_core::api::PoolSpec {
+            subnet: extra.into(),
+            pool: extra.into(),
+            aggregation: "/32".into(),
+        });
+    }
+    create_group(&client, ns.name(), &g).await;
+    let api: Api<Service> = Api::namespaced(client.clone(), ns.name());
+    let seen = watch_ingress(client.clone(), ns.name());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let mut lat = Vec::new();
+    for i in 0..sequential {
+        let name = format!("seq-{i}");
+        let svc = lb_service(&name, 80, &[(annotations::SERVICE_GROUP, "bench")], "");
+        let t0 = Instant::now();
+        create(&api, &svc).await;
+        wait_all(&seen, std::slice::from_ref(&name)).await;
+        lat.push(seen.lock().unwrap()[&name] - t0);
+    }
+    report(&format!("allocator/sequential create->ingress (x{sequential})"), lat);
+
+    let names: Vec<String> = (0..burst).map(|i| format!("burst-{i}")).collect();
+    let started: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let t0 = Instant::now();
+    futures::stream::iter(names.clone())
+        .map(|name| {
+            let (api, started) = (api.clone(), started.clone());
+            async move {
+                let svc = lb_service(&name, 80, &[(annotations::SERVICE_GROUP, "bench")], "");
+                started.lock().unwrap().insert(name, Instant::now());
+                create(&api, &svc).await;
+            }
+        })
+        .buffer_unordered(64)
+        .collect::<Vec<_>>()
+        .await;
+    let created = t0.elapsed();
+    wait_all(&seen, &names).await;
+    let total = t0.elapsed();
+    let seen_map = seen.lock().unwrap().clone();
+    let started = started.lock().unwrap().clone();
+    let lat: Vec<Duration> = names.iter().map(|n| seen_map[n] - started[n]).collect();
+    report(&format!("allocator/burst create->ingress (x{burst}, 64 in flight)"), lat);
+    println!(
+        "allocator/burst throughput: {burst} Services allocated in {:.2} s = {:.0} Services/s (creating them alone took {:.2} s)",
+        total.as_secs_f64(),
+        burst as f64 / total.as_secs_f64(),
+        created.as_secs_f64()
+    );
+    let rss = std::fs::read_to_string(format!("/proc/{}/status", alloc.child.pid()))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS"))
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string())
+        })
+        .unwrap_or_default();
+    println!("allocator/memory: VmRSS {rss} kB holding {} Services", sequential + burst);
+    alloc.child.terminate().await.ok();
+}

@@ -1,0 +1,237 @@
+//! Helpers shared by the allocator e2e tests: install PureLB's manifests from deploy/, run the allocator
+//! as its own ServiceAccount, build Services and ServiceGroups, and read back what PureLB wrote.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Event, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::Client;
+use kube::api::{Api, ListParams, PostParams};
+use purelb_core::api::{ServiceGroup, conditions};
+use purelb_lab::{Child, ControlPlane, wait_for};
+
+pub const NS: &str = "purelb-system";
+
+/// Applies deploy/'s namespace, CRDs and allocator RBAC (idempotent: server-side apply).
+pub async fn install(lab: &ControlPlane) {
+    let root = purelb_lab::workspace_root();
+    for f in ["deploy/namespace.yaml", "deploy/crds.yaml", "deploy/allocator-rbac.yaml"] {
+        lab.apply_file(&root.join(f)).await.unwrap_or_else(|e| panic!("applying {f}: {e}"));
+    }
+}
+
+/// A free loopback port for an admin server.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running allocator and where its admin server listens.
+pub struct Allocator {
+    pub child: Child,
+    pub admin: String,
+}
+
+/// Starts `purelb-allocator` authenticated as the `purelb-allocator` ServiceAccount (so deploy/'s RBAC is
+/// what it runs with), with fast lease timings, and waits for `/readyz` when `wait_ready`.
+pub async fn start_allocator(
+    lab: &ControlPlane,
+    identity: &str,
+    extra: &[&str],
+    wait_ready: bool,
+) -> Allocator {
+    install(lab).await;
+    let kubeconfig = lab.service_account_kubeconfig(NS, "purelb-allocator").await.expect("allocator token");
+    let port = free_port();
+    let mut args: Vec<String> = vec![
+        format!("--namespace={NS}"),
+        format!("--identity={identity}"),
+        format!("--admin-addr=127.0.0.1:{port}"),
+        "--lease-duration=3".into(),
+        "--lease-renew-ms=500".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let bin = purelb_lab::binary("purelb-allocator").expect("purelb-allocator binary");
+    let child = lab.spawn(&bin, &args, &kubeconfig, identity).expect("spawn allocator");
+    let admin = format!("127.0.0.1:{port}");
+    if wait_ready {
+        wait_ready_at(&admin, &child).await;
+    }
+    Allocator { child, admin }
+}
+
+/// Waits until the allocator at `admin` answers /readyz with 200.
+pub async fn wait_ready_at(admin: &str, child: &Child) {
+    let admin = admin.to_string();
+    wait_for("allocator /readyz", Duration::from_secs(60), || {
+        let admin = admin.clone();
+        async move { (http_get(&admin, "/readyz").await.map(|(code, _)| code) == Some(200)).then_some(()) }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n--- allocator log ---\n{}", child.log_tail(40)));
+}
+
+/// A minimal HTTP/1.0 GET on loopback: (status code, body).
+pub async fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes()).await.ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.ok()?;
+    let code = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((code, body))
+}
+
+/// Parses one YAML object.
+pub fn yaml<T: serde::de::DeserializeOwned>(text: &str) -> T {
+    serde_saphyr::from_str(text).unwrap_or_else(|e| panic!("bad test YAML: {e}\n{text}"))
+}
+
+/// A LoadBalancer Service on port `port` with extra annotation/spec YAML lines.
+pub fn lb_service(name: &str, port: i32, annotations: &[(&str, &str)], spec_extra: &str) -> Service {
+    let mut svc: Service = yaml(&format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  type: LoadBalancer\n  ports:\n  - port: {port}\n    protocol: TCP\n{spec_extra}"
+    ));
+    if !annotations.is_empty() {
+        svc.metadata.annotations =
+            Some(annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+    }
+    svc
+}
+
+/// A ServiceGroup with one v4 pool (and optionally one v6 pool).
+pub fn group(name: &str, v4: Option<(&str, &str, &str)>, v6: Option<(&str, &str, &str)>) -> ServiceGroup {
+    let mut text =
+        format!("apiVersion: purelb.io/v1\nkind: ServiceGroup\nmetadata:\n  name: {name}\nspec:\n  local:\n");
+    if let Some((subnet, pool, agg)) = v4 {
+        text += &format!(
+            "    v4pools:\n    - subnet: '{subnet}'\n      pool: '{pool}'\n      aggregation: '{agg}'\n"
+        );
+    }
+    if let Some((subnet, pool, agg)) = v6 {
+        text += &format!(
+            "    v6pools:\n    - subnet: '{subnet}'\n      pool: '{pool}'\n      aggregation: '{agg}'\n"
+        );
+    }
+    yaml(&text)
+}
+
+pub async fn create_group(client: &Client, ns: &str, g: &ServiceGroup) {
+    Api::<ServiceGroup>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), g)
+        .await
+        .unwrap_or_else(|e| panic!("creating ServiceGroup: {e}"));
+}
+
+pub async fn create(api: &Api<Service>, svc: &Service) -> Service {
+    api.create(&PostParams::default(), svc).await.unwrap_or_else(|e| panic!("creating Service: {e}"))
+}
+
+pub fn ingress(svc: &Service) -> Vec<String> {
+    svc.status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|l| l.ingress.as_ref())
+        .map(|i| i.iter().filter_map(|i| i.ip.clone()).collect())
+        .unwrap_or_default()
+}
+
+pub fn allocated_condition(svc: &Service) -> Option<Condition> {
+    svc.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == conditions::ALLOCATED).cloned()
+}
+
+/// Waits until the Service shows `n` ingress addresses; returns it.
+pub async fn wait_ingress(api: &Api<Service>, name: &str, n: usize) -> Service {
+    let name = name.to_string();
+    wait_for(&format!("{n} ingress address(es) on Service {name}"), Duration::from_secs(30), || {
+        let (api, name) = (api.clone(), name.clone());
+        async move { api.get_opt(&name).await.ok().flatten().filter(|s| ingress(s).len() == n) }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Waits until the `purelb.io/Allocated` condition has `reason`; returns the Service.
+pub async fn wait_reason(api: &Api<Service>, name: &str, reason: &str) -> Service {
+    let (name, reason) = (name.to_string(), reason.to_string());
+    wait_for(&format!("condition reason {reason} on Service {name}"), Duration::from_secs(30), || {
+        let (api, name, reason) = (api.clone(), name.clone(), reason.clone());
+        async move {
+            api.get_opt(&name)
+                .await
+                .ok()
+                .flatten()
+                .filter(|s| allocated_condition(s).is_some_and(|c| c.reason == reason))
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// (type, reason, message, reporting component) of every event about the Service `name`.
+pub async fn events(client: &Client, ns: &str, name: &str) -> Vec<(String, String, String, String)> {
+    let api: Api<Event> = Api::namespaced(client.clone(), ns);
+    let lp = ListParams::default().fields(&format!("involvedObject.name={name},involvedObject.kind=Service"));
+    api.list(&lp)
+        .await
+        .map(|l| {
+            l.items
+                .into_iter()
+                .map(|e| {
+                    let component = e
+                        .source
+                        .as_ref()
+                        .and_then(|s| s.component.clone())
+                        .filter(|c| !c.is_empty())
+                        .or(e.reporting_component.clone())
+                        .unwrap_or_default();
+                    (
+                        e.type_.unwrap_or_default(),
+                        e.reason.unwrap_or_default(),
+                        e.message.unwrap_or_default(),
+                        component,
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits for an event with `reason` and `message` on the Service; returns all its events.
+pub async fn wait_event(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    reason: &str,
+    message: &str,
+) -> Vec<(String, String, String, String)> {
+    let what = format!("event {reason} {message:?} on Service {ns}/{name}");
+    wait_for(&what, Duration::from_secs(30), || async {
+        let evs = events(client, ns, name).await;
+        evs.iter().any(|(_, r, m, _)| r == reason && m == message).then_some(evs)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Runs the lab's kubectl with the admin kubeconfig; panics with its output when it fails.
+pub fn kubectl(lab: &ControlPlane, args: &[&str]) -> String {
+    let out = lab.kubectl_command().args(args).output().expect("running kubectl");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "kubectl {args:?} failed:\n{text}");
+    text
+}
+
+/// Like [`kubectl`] but returns (success, output) instead of panicking.
+pub fn kubectl_try(lab: &ControlPlane, args: &[&str]) -> (bool, String) {
+    let out = lab.kubectl_command().args(args).output().expect("running kubectl");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+pub fn example(name: &str) -> PathBuf {
+    purelb_lab::workspace_root().join("examples").join(name)
+}

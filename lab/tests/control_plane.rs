@@ -1,0 +1,400 @@
+//! The lab's control plane, for real: etcd and kube-apiserver processes on loopback.
+//!
+//! Never skipped: a missing prerequisite (Go, the upstream binaries) fails these tests with the reason.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Namespace, Secret, Service, ServiceAccount, ServicePort, ServiceSpec,
+};
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use kube::api::{Api, DynamicObject, ListParams, ObjectMeta, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use purelb_lab::{ControlPlane, TestNamespace, client_from_kubeconfig, wait_for};
+
+fn meta(name: &str, namespace: &str) -> ObjectMeta {
+    ObjectMeta { name: Some(name.to_owned()), namespace: Some(namespace.to_owned()), ..Default::default() }
+}
+
+fn is_forbidden<T>(result: &kube::Result<T>) -> bool {
+    matches!(result, Err(kube::Error::Api(status)) if status.code == 403)
+}
+
+#[tokio::test]
+async fn control_plane_starts_and_is_ready() -> Result<()> {
+    let began = Instant::now();
+    let lab = purelb_lab::try_shared().await?;
+    eprintln!("shared control plane available after {:?} at {}", began.elapsed(), lab.server_url());
+
+    let client = lab.admin_client().await?;
+    let readyz = client.request_text(http::Request::get("/readyz").body(Vec::new())?).await?;
+    ensure!(readyz == "ok", "/readyz answered {readyz:?}");
+    let version = client.apiserver_version().await?;
+    ensure!(version.git_version == "v1.36.3", "unexpected apiserver version {}", version.git_version);
+
+    for log in ["etcd.log", "kube-apiserver.log"] {
+        ensure!(lab.dir().join(log).is_file(), "{log} missing in {}", lab.dir().display());
+    }
+    ensure!(lab.etcd().is_running() && lab.apiserver().is_running());
+    Ok(())
+}
+
+#[tokio::test]
+async fn admin_creates_and_cleans_up_a_namespace() -> Result<()> {
+    let lab = purelb_lab::try_shared().await?;
+    let client = lab.admin_client().await?;
+    let ns = TestNamespace::new(&client, "admin").await?;
+    let name = ns.name().to_owned();
+    ensure!(name.starts_with("admin-"), "unexpected namespace name {name}");
+
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    ensure!(namespaces.get_opt(&name).await?.is_some(), "namespace {name} not found after creation");
+    // Content, one piece of it held by a finalizer that nobody will ever remove.
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &name);
+    let stuck =
+        ObjectMeta { finalizers: Some(vec!["lab.purelb.io/stuck".to_owned()]), ..meta("stuck", &name) };
+    for metadata in [meta("content", &name), stuck] {
+        maps.create(&PostParams::default(), &ConfigMap { metadata, ..Default::default() }).await?;
+    }
+
+    // No kube-controller-manager runs: cleanup must empty and finalize the namespace itself.
+    ns.cleanup().await?;
+    ensure!(namespaces.get_opt(&name).await?.is_none(), "namespace {name} still exists after cleanup");
+    let everywhere: Api<ConfigMap> = Api::all(client.clone());
+    let left = everywhere.list(&ListParams::default().fields(&format!("metadata.namespace={name}"))).await?;
+    ensure!(left.items.is_empty(), "objects left in deleted namespace {name}: {:?}", left.items);
+    Ok(())
+}
+
+#[tokio::test]
+async fn service_account_tokens_are_authenticated_and_subject_to_rbac() -> Result<()> {
+    let lab = purelb_lab::try_shared().await?;
+    let admin = lab.admin_client().await?;
+    let ns = TestNamespace::new(&admin, "rbac").await?;
+    let name = ns.name();
+
+    let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), name);
+    accounts
+        .create(
+            &PostParams::default(),
+            &ServiceAccount { metadata: meta("reader", name), ..Default::default() },
+        )
+        .await?;
+    let kubeconfig = lab.service_account_kubeconfig(name, "reader").await?;
+    ensure!(
+        kubeconfig == lab.dir().join(format!("{name}-reader.kubeconfig")),
+        "kubeconfig at {kubeconfig:?}"
+    );
+    let reader = client_from_kubeconfig(&kubeconfig).await?;
+
+    // Authenticated as the ServiceAccount...
+    let review = Api::<SelfSubjectReview>::all(reader.clone())
+        .create(&PostParams::default(), &SelfSubjectReview::default())
+        .await
+        .context("SelfSubjectReview with the ServiceAccount token")?;
+    let username = review.status.and_then(|s| s.user_info).and_then(|u| u.username).unwrap_or_default();
+    ensure!(username == format!("system:serviceaccount:{name}:reader"), "authenticated as {username:?}");
+
+    // ...and forbidden until a Role allows it: RBAC is enforced.
+    let secrets: Api<Secret> = Api::namespaced(reader.clone(), name);
+    let before = secrets.list(&ListParams::default()).await;
+    ensure!(is_forbidden(&before), "listing secrets without a Role: expected 403, got {before:?}");
+
+    Api::<Role>::namespaced(admin.clone(), name)
+        .create(
+            &PostParams::default(),
+            &Role {
+                metadata: meta("secret-reader", name),
+                rules: Some(vec![PolicyRule {
+                    api_groups: Some(vec![String::new()]),
+                    resources: Some(vec!["secrets".to_owned()]),
+                    verbs: vec!["get".to_owned(), "list".to_owned()],
+                    ..Default::default()
+                }]),
+            },
+        )
+        .await?;
+    Api::<RoleBinding>::namespaced(admin.clone(), name)
+        .create(
+            &PostParams::default(),
+            &RoleBinding {
+                metadata: meta("secret-reader", name),
+                role_ref: RoleRef {
+                    api_group: Some("rbac.authorization.k8s.io".to_owned()),
+                    kind: "Role".to_owned(),
+                    name: "secret-reader".to_owned(),
+                },
+                subjects: Some(vec![Subject {
+                    kind: "ServiceAccount".to_owned(),
+                    name: "reader".to_owned(),
+                    namespace: Some(name.to_owned()),
+                    ..Default::default()
+                }]),
+            },
+        )
+        .await?;
+    wait_for("the RoleBinding to allow listing secrets", Duration::from_secs(10), || async {
+        secrets.list(&ListParams::default()).await.map(|_| ())
+    })
+    .await?;
+
+    // The Role is namespaced: other namespaces stay forbidden.
+    let elsewhere = Api::<Secret>::namespaced(reader, "default").list(&ListParams::default()).await;
+    ensure!(is_forbidden(&elsewhere), "listing secrets in default: expected 403, got {elsewhere:?}");
+
+    ns.cleanup().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn require_dual_stack_load_balancer_service_is_accepted() -> Result<()> {
+    let lab = purelb_lab::try_shared().await?;
+    let admin = lab.admin_client().await?;
+    let ns = TestNamespace::new(&admin, "dualstack").await?;
+    let services: Api<Service> = Api::namespaced(admin.clone(), ns.name());
+    let service = Service {
+        metadata: meta("echo", ns.name()),
+        spec: Some(ServiceSpec {
+            type_: Some("LoadBalancer".to_owned()),
+            ip_family_policy: Some("RequireDualStack".to_owned()),
+            ip_families: Some(vec!["IPv4".to_owned(), "IPv6".to_owned()]),
+            selector: Some([("app".to_owned(), "echo".to_owned())].into()),
+            ports: Some(vec![ServicePort {
+                port: 80,
+                protocol: Some("TCP".to_owned()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let created = services.create(&PostParams::default(), &service).await.context("creating the Service")?;
+    let spec = created.spec.context("Service without spec")?;
+    let ips = spec.cluster_ips.unwrap_or_default();
+    ensure!(ips.len() == 2, "expected two cluster IPs, got {ips:?}");
+    ensure!(ips[0].starts_with("198.18."), "IPv4 cluster IP {} outside 198.18.0.0/16", ips[0]);
+    ensure!(ips[1].starts_with("2001:db8:ffff::"), "IPv6 cluster IP {} outside 2001:db8:ffff::/112", ips[1]);
+    let node_port = spec.ports.unwrap_or_default().first().and_then(|p| p.node_port);
+    ensure!(node_port.is_some(), "a LoadBalancer Service gets a node port");
+    ns.cleanup().await?;
+    Ok(())
+}
+
+/// A CRD with a CEL rule, an object of it and a ConfigMap, in one multi-document file.
+const MANIFEST: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.lab.purelb.io
+spec:
+  group: lab.purelb.io
+  names: { kind: Widget, plural: widgets, singular: widget }
+  scope: Namespaced
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          properties:
+            spec:
+              type: object
+              properties:
+                size: { type: integer }
+              x-kubernetes-validations:
+                - rule: "self.size <= 10"
+                  message: "size must be at most 10"
+---
+apiVersion: lab.purelb.io/v1
+kind: Widget
+metadata: { name: small, namespace: NAMESPACE }
+spec: { size: 3 }
+---
+# an empty document and a comment are fine
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: { name: settings, namespace: NAMESPACE }
+data: { color: blue }
+"#;
+
+#[tokio::test]
+async fn apply_file_applies_every_document_and_cel_is_enforced() -> Result<()> {
+    let lab = purelb_lab::try_shared().await?;
+    let admin = lab.admin_client().await?;
+    let ns = TestNamespace::new(&admin, "apply").await?;
+    let path = lab.dir().join(format!("{}-manifest.yaml", ns.name()));
+    std::fs::write(&path, MANIFEST.replace("NAMESPACE", ns.name()))?;
+
+    lab.apply_file(&path).await?;
+    lab.apply_file(&path).await.context("applying the same file twice")?;
+
+    let widget = ApiResource::from_gvk(&GroupVersionKind::gvk("lab.purelb.io", "v1", "Widget"));
+    let widgets: Api<DynamicObject> = Api::namespaced_with(admin.clone(), ns.name(), &widget);
+    let small = widgets.get("small").await?;
+    ensure!(small.data["spec"]["size"] == 3, "widget {:?}", small.data);
+    let settings = Api::<ConfigMap>::namespaced(admin.clone(), ns.name()).get("settings").await?;
+    ensure!(settings.data.unwrap_or_default().get("color").map(String::as_str) == Some("blue"));
+    let managers: Vec<String> =
+        small.metadata.managed_fields.unwrap_or_default().into_iter().filter_map(|f| f.manager).collect();
+    ensure!(managers.contains(&purelb_lab::FIELD_MANAGER.to_owned()), "field managers {managers:?}");
+
+    // CEL validation is on: the CRD's rule rejects a big widget, and the error names the document.
+    let big = format!(
+        "apiVersion: lab.purelb.io/v1\nkind: Widget\nmetadata: {{ name: big, namespace: {} }}\nspec: {{ size: 11 }}\n",
+        ns.name()
+    );
+    match lab.apply_yaml(&big, "big-widget.yaml").await {
+        Err(e) if e.to_string().contains("size must be at most 10") => {}
+        other => bail!("expected the CEL rule to reject the widget, got {other:?}"),
+    }
+    ns.cleanup().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn children_outlive_the_thread_that_spawned_them_and_log_to_the_lab() -> Result<()> {
+    let lab = purelb_lab::try_shared().await?;
+    // PDEATHSIG fires when the forking thread exits: spawn from a thread that ends at once.
+    let child = std::thread::spawn(move || {
+        let script = ["-c".to_owned(), "echo kubeconfig=$KUBECONFIG; exec sleep 60".to_owned()];
+        lab.spawn(Path::new("/bin/sh"), &script, lab.admin_kubeconfig(), "sleeper")
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("spawning thread panicked"))??;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ensure!(child.is_running(), "child died with its spawning thread: {}", child.log_tail(20));
+    ensure!(child.log_path() == lab.dir().join("sleeper.log"));
+    let expected = format!("kubeconfig={}", lab.admin_kubeconfig().display());
+    wait_for("the child's output in its log", Duration::from_secs(5), || async {
+        let log = std::fs::read_to_string(child.log_path()).unwrap_or_default();
+        log.contains(&expected).then_some(())
+    })
+    .await?;
+
+    let status = child.terminate().await?;
+    ensure!(!child.is_running());
+    ensure!(!status.success(), "sleep ended by SIGTERM reports failure, got {status}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn dropping_a_lab_leaves_no_processes_and_no_directory() -> Result<()> {
+    // A directory of a lab whose owner (a pid above any pid_max) is dead: starting a lab removes it.
+    let stale = purelb_lab_root().join("lab-4194305-1-0");
+    std::fs::create_dir_all(&stale)?;
+
+    let began = Instant::now();
+    let lab = ControlPlane::start().await?;
+    eprintln!("private control plane started in {:?}", began.elapsed());
+    ensure!(!stale.exists(), "stale lab directory {} was not removed", stale.display());
+
+    let pids = [lab.etcd().pid(), lab.apiserver().pid()];
+    let dir = lab.dir().to_owned();
+    for pid in pids {
+        ensure!(Path::new(&format!("/proc/{pid}")).exists(), "pid {pid} not running before drop");
+    }
+    drop(lab);
+
+    for pid in pids {
+        ensure!(!Path::new(&format!("/proc/{pid}")).exists(), "pid {pid} still exists after drop");
+    }
+    let leftovers = processes_mentioning(&dir.to_string_lossy())?;
+    ensure!(leftovers.is_empty(), "processes still using {}: {leftovers:?}", dir.display());
+    if std::env::var_os(purelb_lab::KEEP_ENV).is_none() {
+        ensure!(!dir.exists(), "lab directory {} left behind", dir.display());
+    }
+    Ok(())
+}
+
+/// Where the helper below reports its lab: `<etcd pid> <apiserver pid> <child pid> <lab dir>`.
+const HELPER_REPORT_ENV: &str = "PURELB_LAB_TEST_HELPER_REPORT";
+
+#[tokio::test]
+#[ignore = "helper process of killing_the_test_process_kills_its_lab, which runs it"]
+async fn helper_lab_in_a_process_that_gets_killed() -> Result<()> {
+    let report = PathBuf::from(std::env::var_os(HELPER_REPORT_ENV).context("run by another test only")?);
+    let lab = ControlPlane::start().await?;
+    let sleeper =
+        lab.spawn(Path::new("/bin/sleep"), &["600".to_owned()], lab.admin_kubeconfig(), "sleeper")?;
+    let line =
+        format!("{} {} {} {}", lab.etcd().pid(), lab.apiserver().pid(), sleeper.pid(), lab.dir().display());
+    let partial = report.with_extension("partial");
+    std::fs::write(&partial, line)?;
+    std::fs::rename(&partial, &report)?;
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn killing_the_test_process_kills_its_lab() -> Result<()> {
+    // A test process that starts a lab and a child, then dies by SIGKILL: no Drop, no exit handler runs.
+    let scratch = std::env::temp_dir().join(format!("purelb-lab-helper-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+    let report = scratch.join("report");
+    let mut command = std::process::Command::new(std::env::current_exe()?);
+    command
+        .args(["--ignored", "--exact", "helper_lab_in_a_process_that_gets_killed", "--nocapture"])
+        .env(HELPER_REPORT_ENV, &report);
+    let helper = purelb_lab::spawn_supervised(command, "helper", &scratch.join("helper.log"))?;
+
+    let line = wait_for("the helper to report its lab", Duration::from_secs(120), || async {
+        if !helper.is_running() {
+            return Err(format!("helper exited: {}", helper.log_tail(20)));
+        }
+        std::fs::read_to_string(&report).map_err(|e| e.to_string())
+    })
+    .await?;
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    ensure!(fields.len() == 4, "unexpected report {line:?}");
+    let pids: Vec<u32> = fields[..3].iter().map(|p| p.parse()).collect::<Result<_, _>>()?;
+    let dir = PathBuf::from(fields[3]);
+    ensure!(pids.iter().all(|&pid| is_alive(pid)), "lab processes {pids:?} not all running");
+
+    helper.kill()?;
+    let survivors =
+        wait_for("the lab's processes to die with the test process", Duration::from_secs(10), || {
+            let alive: Vec<u32> = pids.iter().copied().filter(|&pid| is_alive(pid)).collect();
+            async move { if alive.is_empty() { Ok(()) } else { Err(format!("still alive: {alive:?}")) } }
+        })
+        .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&scratch);
+    survivors?;
+    Ok(())
+}
+
+/// Whether a process exists and is not a zombie (a killed orphan may wait for a reaper that never comes).
+fn is_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next().map(str::to_owned))
+        })
+        .is_some_and(|state| state != "Z" && state != "X")
+}
+
+fn purelb_lab_root() -> PathBuf {
+    std::env::var_os(purelb_lab::LAB_ROOT_ENV)
+        .map_or_else(|| PathBuf::from(purelb_lab::DEFAULT_LAB_ROOT), PathBuf::from)
+}
+
+/// `pid: command line` of every process whose command line contains `needle`.
+fn processes_mentioning(needle: &str) -> Result<Vec<String>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc")? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else { continue };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(needle) {
+            found.push(format!("{pid}: {cmdline}"));
+        }
+    }
+    Ok(found)
+}
