@@ -297,6 +297,11 @@ impl Allocator {
             }
             return freed;
         }
+        // Once the watch shows what was submitted, forget it: from then on the object is the truth, and a
+        // later change by someone else (a cleared status) is repaired.
+        if self.submitted.get(key).is_some_and(|d| d.as_ref() == Some(&Desired::observed(&svc))) {
+            self.submitted.remove(key);
+        }
         let observed_ips = ingress_ips(&svc);
         let req = match ServiceRequest::from_service(&svc) {
             Ok(r) => r,

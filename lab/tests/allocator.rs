@@ -444,16 +444,23 @@ async fn duplicate_group_names_are_reported_not_guessed() {
         &group("t-dup", Some(("198.51.100.0/24", "198.51.100.172/30", "/32")), None),
     )
     .await;
+    // Both definitions are reported on their groups (so the allocator has seen both)...
+    for ns in [ns1.name(), ns2.name()] {
+        let g = wait_for_group(&client, ns, "t-dup", |g| {
+            g.status
+                .as_ref()
+                .is_some_and(|s| s.conditions.iter().any(|c| c.reason == "DuplicateServiceGroup"))
+        })
+        .await;
+        assert_eq!(g.status.unwrap().conditions[0].status, "False");
+    }
+    // ...and a Service asking for that name is told why it gets nothing.
     let api = svc_api(&client, ns1.name());
     create(&api, &lb_service("svc", 80, &[(annotations::SERVICE_GROUP, "t-dup")], "")).await;
     let s = wait_reason(&api, "svc", "DuplicateServiceGroup").await;
     let msg = allocated_condition(&s).unwrap().message;
     assert!(msg.contains(ns1.name()) && msg.contains(ns2.name()), "{msg}");
-    let g = wait_for_group(&client, ns2.name(), "t-dup", |g| {
-        g.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.reason == "DuplicateServiceGroup"))
-    })
-    .await;
-    assert_eq!(g.status.unwrap().conditions[0].status, "False");
+    assert!(ingress(&s).is_empty());
     Api::<ServiceGroup>::namespaced(client.clone(), ns2.name())
         .delete("t-dup", &DeleteParams::default())
         .await
@@ -475,4 +482,25 @@ async fn metrics_and_health_endpoints_answer() {
     for name in ["purelb_allocator_allocations_total", "purelb_allocator_decision_seconds"] {
         assert!(body.contains(name), "{name} missing from /metrics:\n{body}");
     }
+}
+
+#[tokio::test]
+async fn a_status_cleared_by_someone_else_is_restored_with_the_same_address() {
+    let lab = lab().await;
+    let client = lab.admin_client().await.unwrap();
+    let ns = TestNamespace::new(&client, "repair").await.unwrap();
+    create_group(
+        &client,
+        ns.name(),
+        &group("t-repair", Some(("198.51.100.0/24", "198.51.100.176/30", "/32")), None),
+    )
+    .await;
+    let api = svc_api(&client, ns.name());
+    create(&api, &lb_service("svc", 80, &[(annotations::SERVICE_GROUP, "t-repair")], "")).await;
+    let before = ingress(&wait_ingress(&api, "svc", 1).await);
+    let patch = serde_json::json!({"status": {"loadBalancer": {"ingress": null}}});
+    api.patch_status("svc", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    let after = ingress(&wait_ingress(&api, "svc", 1).await);
+    assert_eq!(after, before);
+    ns.cleanup().await.unwrap();
 }

@@ -299,6 +299,15 @@ impl<'a> Decider<'a> {
             if fam_slots.iter().any(|s| s.pool.contains(ip)) {
                 return Ok(self.kept(ip));
             }
+            let held_group = self.index.held(&req.key).map(|h| h.group.as_str()).unwrap_or_default();
+            if held_group == req.group {
+                // The group was edited under a working address: keep it rather than renumber Services.
+                self.trace.push(format!(
+                    "{ip} is no longer in a pool of group {}; keeping it (recreate the Service to move it)",
+                    req.group
+                ));
+                return Ok(self.kept(ip));
+            }
             self.trace.push(format!("{ip} is not in group {}; choosing anew", req.group));
         }
         if let Some(key) = req.sharing_key.as_deref() {

@@ -229,7 +229,13 @@ impl AllocationIndex {
         if !conflicts.is_empty() {
             return conflicts;
         }
-        let group = kept.first().map(|ip| self.group_of(*ip, &req.group)).unwrap_or_default();
+        // The group that contains the address; when none does (any more), the one the Service asks for,
+        // so that the address is kept rather than renumbered.
+        let group = kept
+            .first()
+            .map(|ip| self.group_of(*ip, &req.group))
+            .filter(|g| !g.is_empty())
+            .unwrap_or_else(|| req.group.clone());
         self.record(req, &kept, group);
         conflicts
     }

@@ -435,3 +435,25 @@ fn ownership_follows_type_and_class() {
     let cluster_ip = make_svc("a").spec(|s| s.type_ = Some("ClusterIP".into()));
     assert_eq!(ownership(&cluster_ip.0, true), Ownership::NotLoadBalancer);
 }
+
+#[test]
+fn editing_a_group_under_a_working_address_keeps_it() {
+    let mut idx = seed_index();
+    let first = alloc(&mut idx, &make_svc("a").group("localaddr"));
+    idx.set_group(
+        "purelb-system",
+        "localaddr",
+        &make_group(vec![pool("192.0.2.0/24", "192.0.2.210-192.0.2.212", "default")], vec![]),
+    );
+    let d = idx.decide(&make_svc("a").group("localaddr").req());
+    assert_eq!(d.addresses(), first.addresses());
+    assert!(d.trace.iter().any(|t| t.contains("no longer in a pool")), "{:?}", d.trace);
+}
+
+#[test]
+fn a_claim_outside_every_pool_is_kept_after_restart() {
+    let mut idx = seed_index();
+    let svc = make_svc("a").group("localaddr");
+    assert!(idx.claim(&svc.req(), &[ip("192.0.2.250")]).is_empty());
+    assert_eq!(idx.decide(&svc.req()).addresses(), vec![ip("192.0.2.250")]);
+}
