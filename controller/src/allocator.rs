@@ -249,9 +249,12 @@ impl Allocator {
             .filter(|s| ownership(s, self.settings.classless_ours) == Ownership::Ours)
             .cloned()
             .collect();
-        ours.sort_by(|a, b| {
-            let ts = |s: &Service| s.metadata.creation_timestamp.as_ref().map(|t| t.0);
-            ts(a).cmp(&ts(b)).then_with(|| ServiceKey::of(a).cmp(&ServiceKey::of(b)))
+        // Oldest first; within one second (the timestamps' resolution), a Service PureLB itself marked as
+        // allocated before one it did not; then by name, so that the outcome never depends on map order.
+        ours.sort_by_cached_key(|s| {
+            let ts = s.metadata.creation_timestamp.as_ref().map(|t| t.0);
+            let unmarked = !s.annotations().contains_key(annotations::ALLOCATED_BY);
+            (ts, unmarked, ServiceKey::of(s))
         });
         let mut claimed = 0usize;
         for svc in &ours {

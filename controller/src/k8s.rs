@@ -102,6 +102,7 @@ pub struct Writer {
     latest: Arc<Mutex<HashMap<ServiceKey, u64>>>,
     locks: Arc<std::sync::Mutex<HashMap<ServiceKey, Arc<Mutex<()>>>>>,
     concurrency: Arc<Semaphore>,
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
     failed: mpsc::UnboundedSender<WriteFailed>,
 }
 
@@ -121,6 +122,7 @@ impl Writer {
             latest: Arc::default(),
             locks: Arc::default(),
             concurrency: Arc::new(Semaphore::new(concurrency.max(1))),
+            in_flight: Arc::default(),
             failed,
         }
     }
@@ -134,7 +136,9 @@ impl Writer {
             locks.entry(write.key.clone()).or_default().clone()
         };
         let this = self.clone();
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
+            let _counted = InFlight(this.in_flight.clone());
             let Ok(_permit) = this.concurrency.acquire().await else { return };
             let _guard = lock.lock().await;
             if this.latest.lock().await.get(&write.key) != Some(&generation) {
@@ -151,6 +155,18 @@ impl Writer {
                 this.locks.lock().unwrap_or_else(|e| e.into_inner()).remove(&write.key);
             }
         });
+    }
+
+    /// Waits (at most `timeout`) until every submitted write has finished: SIGTERM drains.
+    pub async fn drain(&self, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.in_flight.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let left = self.in_flight.load(Ordering::SeqCst);
+        if left > 0 {
+            tracing::warn!(left, "stopping with writes still in flight");
+        }
     }
 
     async fn apply(&self, w: &ServiceWrite) -> anyhow::Result<()> {
@@ -206,6 +222,15 @@ impl Writer {
         if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
             tracing::warn!(error = %e, reason, "could not publish event");
         }
+    }
+}
+
+/// Counts a submitted write until its task ends, however it ends.
+struct InFlight(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -113,6 +113,7 @@ async fn main() -> Result<()> {
     let (failed_tx, failed_rx) = mpsc::unbounded_channel();
     let writer = k8s::Writer::new(client.clone(), identity, args.write_concurrency, failed_tx);
     let settings = allocator::Settings { classless_ours: !args.ignore_classless };
+    let draining = writer.clone();
     let run = allocator::Allocator::new(settings, writer, metrics).run(
         changes,
         failed_rx,
@@ -132,6 +133,8 @@ async fn main() -> Result<()> {
         },
     };
     admin.set_ready(false);
+    // Finish what was decided before giving up leadership, so the next leader sees it written.
+    draining.drain(Duration::from_secs(10)).await;
     if !args.no_leader_election {
         // Give up the Lease last, after the loop has stopped writing, so the next leader starts at once.
         lease::release(client, &lease_cfg).await;

@@ -346,7 +346,16 @@ async fn a_foreign_load_balancer_class_is_left_alone() {
     let api = svc_api(&client, ns.name());
     let g = [(annotations::SERVICE_GROUP, "t-class")];
     create(&api, &lb_service("foreign", 80, &g, "  loadBalancerClass: example.com/other\n")).await;
-    create(&api, &lb_service("ours", 80, &g, "  loadBalancerClass: purelb.io/purelb\n")).await;
+    create(
+        &api,
+        &lb_service(
+            "ours",
+            80,
+            &g,
+            "  loadBalancerClass: purelb.io/purelb\n  allocateLoadBalancerNodePorts: false\n",
+        ),
+    )
+    .await;
     assert_eq!(
         ingress(&wait_ingress(&api, "ours", 1).await),
         vec!["198.51.100.144"],

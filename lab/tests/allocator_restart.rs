@@ -175,3 +175,45 @@ async fn only_the_leader_allocates_and_a_standby_takes_over() {
     );
     ns.cleanup().await.unwrap();
 }
+
+#[tokio::test]
+async fn two_services_claiming_one_address_are_reported_not_resolved() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let lab = shared().await;
+    let client = lab.admin_client().await.unwrap();
+    let first = start_allocator(lab, "conflict-a", &[], true).await;
+    let ns = TestNamespace::new(&client, "conflict").await.unwrap();
+    create_group(
+        &client,
+        ns.name(),
+        &group("r-conf", Some(("203.0.113.0/24", "203.0.113.80/29", "/32")), None),
+    )
+    .await;
+    let api: Api<Service> = Api::namespaced(client.clone(), ns.name());
+    let g = [(annotations::SERVICE_GROUP, "r-conf")];
+    create(&api, &lb_service("holder", 80, &g, "")).await;
+    let ip = ingress(&wait_ingress(&api, "holder", 1).await)[0].clone();
+    first.child.terminate().await.unwrap();
+
+    // While no allocator runs, someone writes the same address into another Service's status.
+    create(&api, &lb_service("claimer", 80, &g, "")).await;
+    let patch = serde_json::json!({"status": {"loadBalancer": {"ingress": [{"ip": ip}]}}});
+    api.patch_status("claimer", &Default::default(), &kube::api::Patch::Merge(&patch)).await.unwrap();
+
+    let second = start_allocator(lab, "conflict-b", &[], true).await;
+    let claimer = wait_reason(&api, "claimer", "AddressConflict").await;
+    let c = allocated_condition(&claimer).unwrap();
+    assert_eq!(c.status, "False");
+    assert!(c.message.contains(&format!("{}/holder", ns.name())) && c.message.contains(&ip), "{}", c.message);
+    let evs = events(&client, ns.name(), "claimer").await;
+    assert!(evs.iter().any(|(t, r, _, _)| t == "Warning" && r == "AddressConflict"), "{evs:?}");
+    assert_eq!(ingress(&api.get("holder").await.unwrap()), vec![ip.clone()], "the older Service keeps it");
+    assert_eq!(ingress(&claimer), vec![ip.clone()], "PureLB did not pick a winner by rewriting");
+
+    // When the holder goes, the claimer's address becomes valid.
+    api.delete("holder", &Default::default()).await.unwrap();
+    let claimer = wait_reason(&api, "claimer", "Allocated").await;
+    assert_eq!(ingress(&claimer), vec![ip]);
+    second.child.terminate().await.unwrap();
+    ns.cleanup().await.unwrap();
+}

@@ -311,35 +311,14 @@ async fn dropping_a_lab_leaves_no_processes_and_no_directory() -> Result<()> {
     Ok(())
 }
 
-/// Where the helper below reports its lab: `<etcd pid> <apiserver pid> <child pid> <lab dir>`.
-const HELPER_REPORT_ENV: &str = "PURELB_LAB_TEST_HELPER_REPORT";
-
-#[tokio::test]
-#[ignore = "helper process of killing_the_test_process_kills_its_lab, which runs it"]
-async fn helper_lab_in_a_process_that_gets_killed() -> Result<()> {
-    let report = PathBuf::from(std::env::var_os(HELPER_REPORT_ENV).context("run by another test only")?);
-    let lab = ControlPlane::start().await?;
-    let sleeper =
-        lab.spawn(Path::new("/bin/sleep"), &["600".to_owned()], lab.admin_kubeconfig(), "sleeper")?;
-    let line =
-        format!("{} {} {} {}", lab.etcd().pid(), lab.apiserver().pid(), sleeper.pid(), lab.dir().display());
-    let partial = report.with_extension("partial");
-    std::fs::write(&partial, line)?;
-    std::fs::rename(&partial, &report)?;
-    tokio::time::sleep(Duration::from_secs(600)).await;
-    Ok(())
-}
-
 #[tokio::test]
 async fn killing_the_test_process_kills_its_lab() -> Result<()> {
     // A test process that starts a lab and a child, then dies by SIGKILL: no Drop, no exit handler runs.
     let scratch = std::env::temp_dir().join(format!("purelb-lab-helper-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
     let report = scratch.join("report");
-    let mut command = std::process::Command::new(std::env::current_exe()?);
-    command
-        .args(["--ignored", "--exact", "helper_lab_in_a_process_that_gets_killed", "--nocapture"])
-        .env(HELPER_REPORT_ENV, &report);
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_purelb-lab-fixture"));
+    command.arg(&report);
     let helper = purelb_lab::spawn_supervised(command, "helper", &scratch.join("helper.log"))?;
 
     let line = wait_for("the helper to report its lab", Duration::from_secs(120), || async {
