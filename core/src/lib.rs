@@ -3,12 +3,14 @@
 //! - [`api`]: the CRD types (`ServiceGroup`, `LBNodeAgent`), annotation keys, event and condition reasons.
 //! - [`pool`]: address pools (CIDRs and `a-b` ranges, IPv4 and IPv6) with O(log n) allocation.
 //! - [`allocate`]: which address(es) a Service gets, from which group, and why (or why not).
+//! - [`announce`]: where each address goes (local election, kube-lb0, ETP Local) and why.
 //! - [`lease`]: when a Lease held by someone else counts as expired (monotonic, skew-safe).
 //!
 //! Nothing here talks to the network or the API server: the allocator, the agent and the plugin feed
 //! these functions the objects they watched and apply the answers.
 
 pub mod allocate;
+pub mod announce;
 pub mod api;
 pub mod lease;
 pub mod pool;

@@ -1,0 +1,66 @@
+//! The election of the node that announces a local address: among the live, non-excluded nodes whose
+//! LAN subnets hold the address, the one with the lowest sha256(`node#address`). Every node computes the
+//! same answer from the same Leases, so no coordination is needed, and addresses spread over nodes.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use sha2::{Digest, Sha256};
+
+use super::{EXCLUDE_LABEL, NodeFacts};
+
+/// One node's standing in an election.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeCandidate {
+    /// The node.
+    pub node: String,
+    /// sha256(`node#address`), hex.
+    pub hash: String,
+    /// Whether it may win.
+    pub eligible: bool,
+    /// Why (not).
+    pub why: String,
+}
+
+/// The outcome: every node considered, eligible ones first in winning order, and the winner.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Election {
+    /// The address.
+    pub address: IpAddr,
+    /// Every node, eligible first (lowest hash first), then the others.
+    pub candidates: Vec<NodeCandidate>,
+    /// The lowest eligible hash, if any node is eligible.
+    pub winner: Option<String>,
+}
+
+/// sha256(`node#address`) as lower-case hex.
+pub fn election_hash(node: &str, address: IpAddr) -> String {
+    let digest = Sha256::digest(format!("{node}#{address}").as_bytes());
+    let mut hex = String::with_capacity(64);
+    for b in digest.iter() {
+        let _ = write!(hex, "{b:02x}");
+    }
+    hex
+}
+
+/// Elects the node that announces the local address `address`.
+pub fn elect(address: IpAddr, nodes: &[NodeFacts]) -> Election {
+    let mut candidates: Vec<NodeCandidate> = nodes
+        .iter()
+        .map(|n| {
+            let (eligible, why) = if !n.live {
+                (false, "its agent's Lease is not current".to_string())
+            } else if n.excluded {
+                (false, format!("labelled {EXCLUDE_LABEL}"))
+            } else if let Some(s) = n.subnets.iter().find(|s| s.contains(address)) {
+                (true, format!("{} holds {s}", n.interface))
+            } else {
+                (false, format!("no subnet of {} holds {address}", n.interface))
+            };
+            NodeCandidate { node: n.name.clone(), hash: election_hash(&n.name, address), eligible, why }
+        })
+        .collect();
+    candidates.sort_by(|a, b| b.eligible.cmp(&a.eligible).then_with(|| a.hash.cmp(&b.hash)));
+    let winner = candidates.first().filter(|c| c.eligible).map(|c| c.node.clone());
+    Election { address, candidates, winner }
+}

@@ -1,0 +1,218 @@
+//! Announcement: where each address of a Service goes and why — on which node, on which interface,
+//! with which prefix length.
+//!
+//! - Local or not: an address is local on a node when it lies in a subnet of the node's LAN interface.
+//! - Local addresses: the live, non-excluded nodes whose subnets hold the address are candidates; the
+//!   winner is the lowest sha256(`node#address`) ([`elect`]). Only the winner adds it, to its LAN
+//!   interface, with the subnet's prefix length.
+//! - Non-local addresses: added to `kube-lb0` with the group's aggregation, on every live node
+//!   (`externalTrafficPolicy: Cluster`) or only on nodes with a ready endpoint (`Local`).
+//! - A local address with `externalTrafficPolicy: Local`: announced as Cluster, and the decision says
+//!   the policy must be reset (the seed: "PureLB will reset External Traffic Policy to Cluster").
+//!
+//! Every answer carries its reasons so that `explain` can show them.
+
+mod election;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::IpAddr;
+
+pub use election::{Election, NodeCandidate, elect, election_hash};
+
+use crate::pool::{Family, PoolConfig, Subnet};
+
+/// The label that keeps a node out of load-balancer announcements.
+pub const EXCLUDE_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
+
+/// What PureLB knows about one node (from its Node object and its agent's Lease).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeFacts {
+    /// The Kubernetes Node name.
+    pub name: String,
+    /// The subnets of its LAN interface, as its agent reports them.
+    pub subnets: Vec<Subnet>,
+    /// The LAN interface's name.
+    pub interface: String,
+    /// Its agent's Lease is current.
+    pub live: bool,
+    /// Carries [`EXCLUDE_LABEL`].
+    pub excluded: bool,
+}
+
+/// What the announcement of one Service depends on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceFacts {
+    /// The allocated addresses (`status.loadBalancer.ingress`).
+    pub addresses: Vec<IpAddr>,
+    /// `externalTrafficPolicy: Local`.
+    pub local_traffic_policy: bool,
+    /// Nodes with a ready endpoint of the Service (from EndpointSlices' `nodeName`).
+    pub endpoint_nodes: BTreeSet<String>,
+}
+
+/// Where an address goes on one node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// On the LAN interface (a local address this node won).
+    Local {
+        /// The LAN interface.
+        interface: String,
+        /// The prefix length (the subnet's).
+        prefix_len: u8,
+    },
+    /// On the external LB interface (`kube-lb0`), for routing.
+    NonLocal {
+        /// The interface, e.g. `kube-lb0`.
+        interface: String,
+        /// The prefix length (the group's aggregation).
+        prefix_len: u8,
+    },
+    /// Not on this node.
+    Absent,
+}
+
+impl Placement {
+    /// The interface and prefix length, unless absent.
+    pub fn target(&self) -> Option<(&str, u8)> {
+        match self {
+            Self::Local { interface, prefix_len } | Self::NonLocal { interface, prefix_len } => {
+                Some((interface, *prefix_len))
+            }
+            Self::Absent => None,
+        }
+    }
+}
+
+/// The decision for one address on one node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AddressPlan {
+    /// The address.
+    pub address: IpAddr,
+    /// Where it goes on this node.
+    pub placement: Placement,
+    /// For a local address: the election among the nodes of its subnet.
+    pub election: Option<Election>,
+    /// The Service asks for `externalTrafficPolicy: Local` on a local address: reset it to Cluster.
+    pub reset_traffic_policy: bool,
+    /// The reasons, in plain words.
+    pub reasons: Vec<String>,
+}
+
+impl fmt::Display for Placement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Local { interface, prefix_len } => write!(f, "local on {interface} (/{prefix_len})"),
+            Self::NonLocal { interface, prefix_len } => write!(f, "non-local on {interface} (/{prefix_len})"),
+            Self::Absent => f.write_str("not announced here"),
+        }
+    }
+}
+
+/// The prefix length a non-local address is announced with: the aggregation of the first pool that
+/// holds it; the full length (/32, /128) when no pool does (the group was deleted), with a reason.
+pub fn aggregation_prefix(address: IpAddr, pools: &[PoolConfig]) -> (u8, String) {
+    match pools.iter().find(|p| p.range.contains(address)) {
+        Some(p) => {
+            let len = p.aggregation.prefix_len(&p.subnet);
+            (len, format!("aggregation {} of pool {} gives /{len}", p.aggregation, p.range))
+        }
+        None => {
+            let len = Family::of(address).max_prefix();
+            (len, format!("no pool holds {address} any more; announced as /{len}"))
+        }
+    }
+}
+
+/// Where each address of `svc` goes on node `me`. `nodes` holds every node (including `me`),
+/// `pools` every pool of every ServiceGroup, `extlbint` the non-local interface name.
+pub fn plan_for_node(
+    me: &str,
+    svc: &ServiceFacts,
+    nodes: &[NodeFacts],
+    pools: &[PoolConfig],
+    extlbint: &str,
+) -> Vec<AddressPlan> {
+    let this = nodes.iter().find(|n| n.name == me);
+    svc.addresses.iter().map(|ip| plan_address(*ip, this, me, svc, nodes, pools, extlbint)).collect()
+}
+
+fn plan_address(
+    ip: IpAddr,
+    this: Option<&NodeFacts>,
+    me: &str,
+    svc: &ServiceFacts,
+    nodes: &[NodeFacts],
+    pools: &[PoolConfig],
+    extlbint: &str,
+) -> AddressPlan {
+    let mut reasons = Vec::new();
+    let absent = |reasons: Vec<String>| AddressPlan {
+        address: ip,
+        placement: Placement::Absent,
+        election: None,
+        reset_traffic_policy: false,
+        reasons,
+    };
+    let Some(this) = this else {
+        reasons.push(format!("node {me} has no facts yet (no live agent Lease)"));
+        return absent(reasons);
+    };
+    if let Some(subnet) = this.subnets.iter().find(|s| s.contains(ip)) {
+        reasons.push(format!("{ip} is local: it lies in {subnet} of {} on {me}", this.interface));
+        let election = elect(ip, nodes);
+        let reset = svc.local_traffic_policy;
+        if reset {
+            reasons.push(
+                "externalTrafficPolicy: Local is not supported for a local address: it is reset to Cluster"
+                    .to_string(),
+            );
+        }
+        let placement = if election.winner.as_deref() == Some(me) {
+            reasons.push(format!("{me} won the election"));
+            Placement::Local { interface: this.interface.clone(), prefix_len: subnet.prefix_len() }
+        } else {
+            reasons.push(match &election.winner {
+                Some(w) => format!("{w} won the election, not {me}"),
+                None => "no node is eligible".to_string(),
+            });
+            Placement::Absent
+        };
+        return AddressPlan {
+            address: ip,
+            placement,
+            election: Some(election),
+            reset_traffic_policy: reset,
+            reasons,
+        };
+    }
+    reasons.push(format!("{ip} is not local on {me}: no subnet of {} holds it", this.interface));
+    if !this.live {
+        reasons.push(format!("{me} is not live"));
+        return absent(reasons);
+    }
+    if this.excluded {
+        reasons.push(format!("{me} is labelled {EXCLUDE_LABEL}"));
+        return absent(reasons);
+    }
+    if svc.local_traffic_policy && !svc.endpoint_nodes.contains(me) {
+        reasons.push(format!("externalTrafficPolicy: Local and {me} has no ready endpoint"));
+        return absent(reasons);
+    }
+    reasons.push(if svc.local_traffic_policy {
+        format!("externalTrafficPolicy: Local and {me} has a ready endpoint")
+    } else {
+        "externalTrafficPolicy: Cluster: every live node announces it".to_string()
+    });
+    let (prefix_len, why) = aggregation_prefix(ip, pools);
+    reasons.push(why);
+    AddressPlan {
+        address: ip,
+        placement: Placement::NonLocal { interface: extlbint.to_string(), prefix_len },
+        election: None,
+        reset_traffic_policy: false,
+        reasons,
+    }
+}
