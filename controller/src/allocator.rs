@@ -19,9 +19,9 @@ use purelb_core::api::{ServiceGroup, annotations, events};
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use crate::admin::Admin;
 use crate::k8s::{Desired, Note, ServiceWrite, WriteFailed, Writer, ingress_ips};
 use crate::metrics::{GroupLabel, Metrics, ReasonLabel};
+use purelb_runtime::Admin;
 
 /// A watch event of either kind.
 pub enum Change {

@@ -1,7 +1,6 @@
 //! purelb-allocator: gives `type: LoadBalancer` Services addresses from ServiceGroups. A thin shell:
 //! flags, logging, admin server, leader election, watches — and `purelb_core::allocate` decides.
 
-mod admin;
 mod allocator;
 mod k8s;
 mod lease;
@@ -17,7 +16,7 @@ use k8s_openapi::api::core::v1::Service;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use purelb_core::api::ServiceGroup;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 /// PureLB's allocator.
 #[derive(Parser, Debug)]
@@ -58,28 +57,19 @@ struct Args {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    init_logging(&args.log_format);
+    purelb_runtime::init_logging(&args.log_format);
     let identity =
         args.identity.clone().unwrap_or_else(|| format!("purelb-allocator-{}", std::process::id()));
     tracing::info!(version = env!("CARGO_PKG_VERSION"), %identity, namespace = %args.namespace, "starting");
 
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = metrics::Metrics::register(&mut registry);
-    let admin = admin::Admin::new(registry);
+    let admin = purelb_runtime::Admin::new(registry);
     let admin_task = tokio::spawn(admin.clone().serve(args.admin_addr));
 
     let client =
         Client::try_default().await.context("building the Kubernetes client (kubeconfig or in-cluster)")?;
-    let (stop_tx, stop) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down");
-        let _ = stop_tx.send(true);
-        shutdown_signal().await;
-        tracing::warn!("second signal: aborting");
-        std::process::exit(130);
-    });
-
+    let stop = purelb_runtime::stop_on_signals();
     let lease_cfg = lease::LeaseConfig {
         namespace: args.namespace.clone(),
         name: "purelb-allocator".into(),
@@ -140,30 +130,4 @@ async fn main() -> Result<()> {
         lease::release(client, &lease_cfg).await;
     }
     result
-}
-
-fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-    }
 }

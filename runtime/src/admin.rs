@@ -1,5 +1,5 @@
-//! The admin HTTP server: `/livez` (the process runs), `/readyz` (true after the first full sync and
-//! while this replica can act: leader or standby), `/metrics` (Prometheus text format).
+//! The admin HTTP server: `/livez` (the process runs), `/readyz` (set by the daemon: e.g. after the first
+//! full sync), `/metrics` (Prometheus text format).
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,0 +1,2 @@
+//! purelb-agent (being written).
+fn main() {}

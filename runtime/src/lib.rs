@@ -1,0 +1,51 @@
+//! purelb-runtime: the runtime concerns both daemons share, in one place (the kubert shape).
+//!
+//! - [`admin`]: the admin HTTP server: `/livez`, `/readyz`, `/metrics`.
+//! - [`init_logging`]: JSON (default) or text logs on stderr, filtered by `RUST_LOG`.
+//! - [`shutdown_signal`]: resolves on SIGTERM or Ctrl-C.
+
+pub mod admin;
+
+pub use admin::Admin;
+
+/// Installs the global tracing subscriber: `format` is `json` or anything else for plain text.
+pub fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Resolves when the process receives SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+/// Spawns the usual signal handling: the first signal flips `stop` to true; a second one exits at once.
+pub fn stop_on_signals() -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = tx.send(true);
+        shutdown_signal().await;
+        tracing::warn!("second signal: aborting");
+        std::process::exit(130);
+    });
+    rx
+}
