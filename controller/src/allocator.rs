@@ -226,11 +226,12 @@ impl Allocator {
 
     fn set_group(&mut self, g: ServiceGroup) {
         let (ns, name) = (g.namespace().unwrap_or_default(), g.name_any());
+        // Our own status writes come back as events: only a changed spec (or a new group) needs work.
         if self.groups.get(&(ns.clone(), name.clone())).is_none_or(|old| old.spec != g.spec) {
             self.index.set_group(&ns, &name, &g.spec);
+            self.dirty_groups.insert(name.clone());
         }
-        self.groups.insert((ns, name.clone()), Arc::new(g));
-        self.dirty_groups.insert(name);
+        self.groups.insert((ns, name), Arc::new(g));
     }
 
     fn remove_group(&mut self, ns: &str, name: &str) {
