@@ -6,6 +6,11 @@
 //! kubeconfig and ServiceAccount-token kubeconfigs. Programs under test run as supervised children that
 //! never outlive the lab.
 //!
+//! On top of it, [`Network`]: N nodes and a BGP router (BIRD) on a LAN of network namespaces with no link
+//! to the machine's own network, the nodes running the shipped `deploy/bird/bird.conf`, and a relay
+//! through which processes in the nodes reach the API server at `https://192.0.2.1:6443`. It needs root,
+//! iproute2 and bird2.
+//!
 //! Environment:
 //! - `PURELB_LAB_BIN_DIR`: where etcd, kube-apiserver and kubectl are (default: run `lab/upstream/build.sh`,
 //!   which builds them once into `$PURELB_LAB_CACHE`, default `~/.cache/purelb-lab`).
@@ -28,6 +33,7 @@ mod error;
 mod kubeconfig;
 mod labdir;
 mod namespace;
+mod network;
 mod pki;
 mod process;
 mod upstream;
@@ -39,6 +45,11 @@ pub use error::LabError;
 pub use kubeconfig::client_from_kubeconfig;
 pub use labdir::{DEFAULT_ROOT as DEFAULT_LAB_ROOT, ROOT_ENV as LAB_ROOT_ENV};
 pub use namespace::TestNamespace;
+pub use network::{
+    APISERVER_RELAY_PORT, BgpSession, CONTROL_PLANE_IPV4, CONTROL_PLANE_IPV6, KUBE_LB0, LAN_INTERFACE,
+    LAN_PREFIX_V4, LAN_PREFIX_V6, LabNode, NODE_AS, Network, NetworkConfig, NodeAddress, ROUTER_AS,
+    ROUTER_IPV4, ROUTER_IPV6, RouterRoute,
+};
 pub use pki::ADMIN_USER;
 pub use process::{Child, log_tail, spawn_supervised};
 pub use upstream::{BIN_DIR_ENV, UpstreamBinaries, binary, workspace_root};

@@ -1,0 +1,300 @@
+//! The lab's network for real: network namespaces, veths on a bridge, BIRD on the router and on every
+//! node (running the shipped deploy/bird/bird.conf), and the relay to the API server.
+//!
+//! Needs root, iproute2, bird2 and ping (`.ci/run` installs them). Never skipped: a missing
+//! prerequisite fails the test with the reason.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use k8s_openapi::api::core::v1::Node;
+use kube::api::Api;
+use purelb_lab::{LabNode, Network, NetworkConfig, wait_for};
+
+/// How long a route change may take to reach the router's kernel table. A cut link takes the hold time
+/// (3 s) to notice; everything else well under a second.
+const CONVERGE: Duration = Duration::from_secs(20);
+/// How long one external command may run.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn network(nodes: usize) -> Result<Network> {
+    let lab = purelb_lab::try_shared().await?;
+    let began = Instant::now();
+    let network = Network::create(lab, NetworkConfig { nodes }).await?;
+    eprintln!(
+        "network of {nodes} nodes created, every BGP session Established, in {:?} (LAN namespace {})",
+        began.elapsed(),
+        network.lan_netns()
+    );
+    Ok(network)
+}
+
+/// Runs a command to completion (bounded), returning its output whatever its exit status.
+async fn output(command: Command, what: &str) -> Result<Output> {
+    let mut command = tokio::process::Command::from(command);
+    command.kill_on_drop(true);
+    tokio::time::timeout(COMMAND_TIMEOUT, command.output())
+        .await
+        .with_context(|| format!("{what}: no answer within {COMMAND_TIMEOUT:?}"))?
+        .with_context(|| format!("{what}: could not run it"))
+}
+
+/// Runs a command and fails unless it succeeds.
+async fn run(command: Command, what: &str) -> Result<String> {
+    let out = output(command, what).await?;
+    ensure!(
+        out.status.success(),
+        "{what} failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn ip(args: &[&str]) -> Command {
+    let mut command = Command::new("ip");
+    command.args(args);
+    command
+}
+
+async fn ping(node: &LabNode, target: IpAddr) -> Result<()> {
+    let mut command = node.command("ping");
+    command.args(["-c1", "-W1", "-n", &target.to_string()]);
+    run(command, &format!("ping {target} from {}", node.name())).await.map(drop)
+}
+
+/// Adds (`true`) or deletes an address on the node's kube-lb0, as PureLB's agent would.
+async fn kube_lb0(node: &LabNode, add: bool, prefix: &str) -> Result<()> {
+    let mut command = node.command("ip");
+    command.args(["address", if add { "add" } else { "del" }, prefix, "dev", "kube-lb0"]);
+    run(
+        command,
+        &format!("{} {prefix} on {}'s kube-lb0", if add { "adding" } else { "deleting" }, node.name()),
+    )
+    .await
+    .map(drop)
+}
+
+/// Waits until the router's kernel route to `dst` has exactly `expected` as next hops (`None`: no route);
+/// returns how long that took.
+async fn wait_route(network: &Network, dst: &str, expected: Option<BTreeSet<IpAddr>>) -> Result<Duration> {
+    let began = Instant::now();
+    let what = format!("the router's route to {dst} to have next hops {expected:?}");
+    wait_for(&what, CONVERGE, || async {
+        let routes = network.router_routes().await.map_err(|e| e.to_string())?;
+        let seen =
+            routes.iter().find(|r| r.dst == dst).map(|r| r.nexthops.iter().copied().collect::<BTreeSet<_>>());
+        if seen == expected { Ok(()) } else { Err(format!("next hops {seen:?}; all routes {routes:?}")) }
+    })
+    .await?;
+    Ok(began.elapsed())
+}
+
+async fn netns_list() -> Result<BTreeSet<String>> {
+    let listed = run(ip(&["netns", "list"]), "ip netns list").await?;
+    Ok(listed.lines().filter_map(|line| line.split_whitespace().next()).map(str::to_owned).collect())
+}
+
+fn node<'a>(network: &'a Network, name: &str) -> Result<&'a LabNode> {
+    network.node(name).with_context(|| format!("the network has no {name}"))
+}
+
+#[tokio::test]
+async fn nodes_reach_each_other_the_router_and_the_api_server() -> Result<()> {
+    let lab = purelb_lab::try_shared().await?;
+    let network = network(3).await?;
+    ensure!(network.nodes().len() == 3, "expected 3 nodes, got {}", network.nodes().len());
+    let names: Vec<&str> = network.nodes().iter().map(LabNode::name).collect();
+    ensure!(names == ["node1", "node2", "node3"], "unexpected node names {names:?}");
+
+    let mut targets: Vec<(String, IpAddr)> = vec![
+        ("router".to_owned(), purelb_lab::ROUTER_IPV4.into()),
+        ("router".to_owned(), purelb_lab::ROUTER_IPV6.into()),
+        ("control plane relay".to_owned(), purelb_lab::CONTROL_PLANE_IPV4.into()),
+        ("control plane relay".to_owned(), purelb_lab::CONTROL_PLANE_IPV6.into()),
+    ];
+    for node in network.nodes() {
+        targets.push((node.name().to_owned(), node.ipv4().into()));
+        targets.push((node.name().to_owned(), node.ipv6().into()));
+    }
+    let began = Instant::now();
+    for node in network.nodes() {
+        for (name, target) in &targets {
+            if name != node.name() {
+                ping(node, *target).await.with_context(|| format!("{} cannot reach {name}", node.name()))?;
+            }
+        }
+    }
+    eprintln!("{} pings answered in {:?}", 3 * (targets.len() - 2), began.elapsed());
+
+    // The node's own view of itself.
+    let node1 = node(&network, "node1")?;
+    let addresses = node1.addresses().await?;
+    let has = |interface: &str, ip: IpAddr, len: u8| {
+        addresses.iter().any(|a| a.interface == interface && a.ip == ip && a.prefix_len == len)
+    };
+    ensure!(has("eth0", node1.ipv4().into(), 24), "node1 lacks 192.0.2.11/24 on eth0: {addresses:?}");
+    ensure!(has("eth0", node1.ipv6().into(), 64), "node1 lacks 2001:db8:0:1::11/64 on eth0: {addresses:?}");
+    // IFA_PROTO, read over rtnetlink: the kernel tags loopback and link-local addresses itself.
+    let protocol = |ip: IpAddr| addresses.iter().find(|a| a.ip == ip).and_then(|a| a.protocol.clone());
+    ensure!(
+        protocol(std::net::Ipv6Addr::LOCALHOST.into()).as_deref() == Some("kernel_lo"),
+        "lo: {addresses:?}"
+    );
+    ensure!(protocol(node1.ipv4().into()).is_none(), "eth0's address has a protocol: {addresses:?}");
+    ensure!(
+        addresses.iter().any(|a| a.interface == "eth0"
+            && a.scope == "link"
+            && a.protocol.as_deref() == Some("kernel_ll")),
+        "eth0's link-local address is not tagged kernel_ll: {addresses:?}"
+    );
+    let mut show = node1.command("ip");
+    show.args(["-o", "link", "show", "kube-lb0"]);
+    let links = run(show, "ip link show kube-lb0").await?;
+    ensure!(
+        links.contains("UP") && links.contains("link/ether"),
+        "kube-lb0 is not an up ifb device: {links}"
+    );
+
+    // Kubernetes Node objects.
+    let nodes: Api<Node> = Api::all(lab.admin_client().await?);
+    let object = nodes.get("node1").await?;
+    let internal: Vec<String> = object
+        .status
+        .and_then(|s| s.addresses)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|a| a.type_ == "InternalIP")
+        .map(|a| a.address)
+        .collect();
+    ensure!(internal == ["192.0.2.11", "2001:db8:0:1::11"], "node1's InternalIPs are {internal:?}");
+    let hostname = object.metadata.labels.unwrap_or_default().get("kubernetes.io/hostname").cloned();
+    ensure!(hostname.as_deref() == Some("node1"), "node1's hostname label is {hostname:?}");
+
+    // The API server, through the relay, from inside a node.
+    let kubeconfig = network.kubeconfig_for_nodes(lab.admin_kubeconfig())?;
+    let text = std::fs::read_to_string(&kubeconfig)?;
+    ensure!(
+        text.contains("https://192.0.2.1:6443"),
+        "{} does not name the relay:\n{text}",
+        kubeconfig.display()
+    );
+    let mut kubectl = node1.command(lab.kubectl());
+    kubectl.env("KUBECONFIG", &kubeconfig).args(["get", "nodes", "-o", "name", "--request-timeout=10s"]);
+    let listed = run(kubectl, "kubectl get nodes in node1 through the relay").await?;
+    for name in ["node/node1", "node/node2", "node/node3"] {
+        ensure!(listed.lines().any(|l| l == name), "kubectl in node1 did not list {name}: {listed}");
+    }
+
+    // Nothing else of the machine is reachable: 127.0.0.1 in a node is the node's own loopback.
+    let mut direct = node1.command(lab.kubectl());
+    direct.env("KUBECONFIG", lab.admin_kubeconfig()).args(["get", "nodes", "--request-timeout=3s"]);
+    let out = output(direct, "kubectl in node1 with the loopback kubeconfig").await?;
+    ensure!(!out.status.success(), "node1 reached the apiserver on 127.0.0.1: the namespace is not isolated");
+    let defaults =
+        run(ip(&["-n", network.router_netns(), "route", "show", "default"]), "router default route").await?;
+    ensure!(defaults.trim().is_empty(), "the router has a default route: {defaults}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_router_learns_kube_lb0_addresses_from_every_node_as_ecmp_routes() -> Result<()> {
+    let network = network(3).await?;
+    let sessions = network.bgp_sessions().await?;
+    ensure!(
+        sessions.len() == 6 && sessions.iter().all(|s| s.is_established()),
+        "expected 6 Established sessions on the router: {sessions:?}"
+    );
+    let protocols = network.birdc(node(&network, "node1")?.netns(), &["show", "protocols"]).await?;
+    ensure!(
+        protocols.lines().filter(|l| l.contains("Established")).count() == 2,
+        "node1's BIRD does not have both uplinks Established:\n{protocols}"
+    );
+
+    let (node1, node2) = (node(&network, "node1")?, node(&network, "node2")?);
+    type Hop = fn(&LabNode) -> IpAddr;
+    let families: [(&str, Hop); 2] =
+        [("198.51.100.7/32", |n| n.ipv4().into()), ("2001:db8:100::7/128", |n| n.ipv6().into())];
+    for (dst, hop) in families {
+        kube_lb0(node1, true, dst).await?;
+        kube_lb0(node2, true, dst).await?;
+        let took = wait_route(&network, dst, Some(BTreeSet::from([hop(node1), hop(node2)]))).await?;
+        eprintln!("{dst}: ECMP route via node1 and node2 after {took:?}");
+
+        kube_lb0(node1, false, dst).await?;
+        let took = wait_route(&network, dst, Some(BTreeSet::from([hop(node2)]))).await?;
+        eprintln!("{dst}: node1 withdrew, route via node2 only after {took:?}");
+
+        kube_lb0(node2, false, dst).await?;
+        let took = wait_route(&network, dst, None).await?;
+        eprintln!("{dst}: route gone after {took:?}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_node_whose_link_is_cut_loses_its_routes_until_the_link_is_back() -> Result<()> {
+    let network = network(2).await?;
+    let (node1, node2) = (node(&network, "node1")?, node(&network, "node2")?);
+    let dst = "203.0.113.9/32";
+    kube_lb0(node1, true, dst).await?;
+    kube_lb0(node2, true, dst).await?;
+    let both = BTreeSet::from([IpAddr::from(node1.ipv4()), IpAddr::from(node2.ipv4())]);
+    wait_route(&network, dst, Some(both.clone())).await?;
+
+    node1.set_link(false).await?;
+    let took = wait_route(&network, dst, Some(BTreeSet::from([IpAddr::from(node2.ipv4())]))).await?;
+    eprintln!("node1's link cut: its route withdrawn after {took:?} (hold time 3 s)");
+    ensure!(ping(node1, purelb_lab::ROUTER_IPV4.into()).await.is_err(), "node1 still reaches the router");
+
+    node1.set_link(true).await?;
+    let took = wait_route(&network, dst, Some(both)).await?;
+    eprintln!("node1's link restored: its route back after {took:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn dropping_the_network_deletes_its_namespaces_and_a_dead_labs_are_swept() -> Result<()> {
+    let lab = purelb_lab::try_shared().await?;
+    // A namespace as a lab process that died (here: one that never was a lab) would have left it.
+    let mut dead = Command::new("true").spawn().context("running `true`")?;
+    let pid = dead.id();
+    dead.wait()?;
+    let stale = format!("plb-{pid}-0-0-lan");
+    run(ip(&["netns", "add", &stale]), "creating a stale namespace").await?;
+
+    let network = Network::create(lab, NetworkConfig { nodes: 1 }).await?;
+    ensure!(!netns_list().await?.contains(&stale), "the stale namespace {stale} survived Network::create");
+
+    let names = network.namespaces().to_vec();
+    ensure!(names.len() == 4, "expected lan, cp, r and n1 namespaces, got {names:?}");
+    let listed = netns_list().await?;
+    ensure!(names.iter().all(|n| listed.contains(n)), "{names:?} not all in `ip netns list`: {listed:?}");
+    let birds = [network.router_bird().pid(), node(&network, "node1")?.bird().pid()];
+    // A process nobody supervises, left running inside a node.
+    let stray = node(&network, "node1")?.command("sleep").arg("600").spawn().context("starting sleep")?;
+
+    drop(network);
+    let listed = netns_list().await?;
+    let left: Vec<&String> = names.iter().filter(|n| listed.contains(*n)).collect();
+    ensure!(left.is_empty(), "namespaces left after drop: {left:?}");
+    for pid in birds {
+        ensure!(!Path::new(&format!("/proc/{pid}")).exists(), "BIRD (pid {pid}) still runs after drop");
+    }
+    let stray = std::sync::Mutex::new(stray);
+    let status = wait_for("the stray process to be killed", Duration::from_secs(5), || async {
+        let exited =
+            stray.lock().map_err(|_| "poisoned".to_owned())?.try_wait().map_err(|e| e.to_string())?;
+        exited.ok_or_else(|| "still running".to_owned())
+    })
+    .await?;
+    if status.success() {
+        bail!("the stray process exited by itself ({status}) instead of being killed");
+    }
+    Ok(())
+}
