@@ -15,10 +15,12 @@ use purelb_lab::{Child, ControlPlane, wait_for};
 
 pub const NS: &str = "purelb-system";
 
-/// Applies deploy/'s namespace, CRDs and allocator RBAC (idempotent: server-side apply).
+/// Applies deploy/'s namespace, CRDs, allocator and agent RBAC (idempotent: server-side apply).
 pub async fn install(lab: &ControlPlane) {
     let root = purelb_lab::workspace_root();
-    for f in ["deploy/namespace.yaml", "deploy/crds.yaml", "deploy/allocator-rbac.yaml"] {
+    for f in
+        ["deploy/namespace.yaml", "deploy/crds.yaml", "deploy/allocator-rbac.yaml", "deploy/agent-rbac.yaml"]
+    {
         lab.apply_file(&root.join(f)).await.unwrap_or_else(|e| panic!("applying {f}: {e}"));
     }
 }
@@ -234,4 +236,94 @@ pub fn kubectl_try(lab: &ControlPlane, args: &[&str]) -> (bool, String) {
 
 pub fn example(name: &str) -> PathBuf {
     purelb_lab::workspace_root().join("examples").join(name)
+}
+
+/// A running node agent.
+pub struct Agent {
+    pub node: String,
+    pub child: Child,
+    pub admin: String,
+}
+
+/// Starts `purelb-agent` inside `node`'s network namespace, authenticated as the `purelb-agent`
+/// ServiceAccount (deploy/'s RBAC), reaching the API server through the lab's relay on the LAN.
+pub async fn start_agent(lab: &ControlPlane, net: &purelb_lab::Network, node: &str, extra: &[&str]) -> Agent {
+    install(lab).await;
+    let sa = lab.service_account_kubeconfig(NS, "purelb-agent").await.expect("agent token");
+    let kubeconfig = net.kubeconfig_for_nodes(&sa).expect("kubeconfig for nodes");
+    let n = net.node(node).unwrap_or_else(|| panic!("no lab node {node}"));
+    let port = free_port();
+    let mut args: Vec<String> = vec![
+        format!("--node-name={node}"),
+        format!("--namespace={NS}"),
+        format!("--admin-addr=127.0.0.1:{port}"),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let bin = purelb_lab::binary("purelb-agent").expect("purelb-agent binary");
+    let child = n.spawn(lab, &bin, &args, &kubeconfig, &format!("agent-{node}-{port}")).expect("spawn agent");
+    Agent { node: node.to_string(), child, admin: format!("127.0.0.1:{port}") }
+}
+
+/// Waits until the agent reports its first reconcile (the moment it turns /readyz on; its admin server
+/// listens inside the node's namespace, out of the test's reach, so its log line is the signal).
+pub async fn wait_agent_ready(agent: &Agent) {
+    let log = agent.child.log_path().to_path_buf();
+    wait_for(&format!("agent on {} ready", agent.node), Duration::from_secs(60), || {
+        let log = log.clone();
+        async move {
+            std::fs::read_to_string(&log).ok().filter(|l| l.contains("first reconcile done")).map(|_| ())
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n--- agent log ---\n{}", agent.child.log_tail(40)));
+}
+
+/// (node, interface, prefix_len) of every lab node holding `ip`.
+pub async fn holders(net: &purelb_lab::Network, ip: &str) -> Vec<(String, String, u8)> {
+    let ip: std::net::IpAddr = ip.parse().expect("ip");
+    let mut out = Vec::new();
+    for n in net.nodes() {
+        for a in n.addresses().await.expect("node addresses") {
+            if a.ip == ip {
+                out.push((n.name().to_string(), a.interface.clone(), a.prefix_len));
+            }
+        }
+    }
+    out
+}
+
+/// Waits until exactly the nodes in `expected` hold `ip` (as (node, interface, prefix_len)).
+pub async fn wait_holders(net: &purelb_lab::Network, ip: &str, expected: &[(&str, &str, u8)]) {
+    let mut want: Vec<(String, String, u8)> =
+        expected.iter().map(|(n, i, p)| (n.to_string(), i.to_string(), *p)).collect();
+    want.sort();
+    let what = format!("{ip} held by exactly {want:?}");
+    wait_for(&what, Duration::from_secs(30), || {
+        let want = want.clone();
+        async move {
+            let mut got = holders(net, ip).await;
+            got.sort();
+            if got == want { Ok(()) } else { Err(format!("held by {got:?}")) }
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// An EndpointSlice for Service `svc` with one ready endpoint on each of `nodes`.
+pub fn endpoint_slice(svc: &str, nodes: &[&str]) -> k8s_openapi::api::discovery::v1::EndpointSlice {
+    let mut text = format!(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {svc}-lab\n  labels:\n    kubernetes.io/service-name: {svc}\naddressType: IPv4\nports:\n- port: 8080\n  protocol: TCP\nendpoints:\n"
+    );
+    for (i, n) in nodes.iter().enumerate() {
+        // Pod addresses are API data only (nothing is sent to them): LAN documentation addresses.
+        text += &format!(
+            "- addresses: ['192.0.2.{}']\n  nodeName: {n}\n  conditions:\n    ready: true\n",
+            100 + i
+        );
+    }
+    if nodes.is_empty() {
+        text = text.replace("endpoints:\n", "endpoints: []\n");
+    }
+    yaml(&text)
 }

@@ -1,0 +1,701 @@
+//! The announcer loop: one task owns every watched object and the kernel diff.
+//!
+//! Fed by six watches (Services, EndpointSlices, node Leases, Nodes' metadata, ServiceGroups,
+//! LBNodeAgents), the liveness tick (~250 ms, so a dead node's Lease expires on time without any event),
+//! the kernel's removal notices, and a periodic resync. After each batch of changes — once every watch
+//! has listed, this node's Lease is seen and its first renewal succeeded — it reconciles:
+//! 1. the desired set = ∪ over our Services of `plan_for_node(this node)` (`desired`);
+//! 2. the kernel diff against the addresses the agent owns (tagged): delete, then add — Local on the
+//!    LAN interface, NonLocal on `extlbint` (created if missing). The first reconcile thereby removes
+//!    the orphans of a killed agent; an address someone else removed is put back on the removal notice;
+//! 3. GARP/NA for every local address this node takes up: added now, or found in place when this
+//!    process did not hold it before (a restarted agent taking back its own orphan must still tell the
+//!    LAN, since another node may have answered for the address meanwhile), every time, not only the
+//!    first;
+//! 4. one event per (Service, address) take-up: `AnnouncingLocal` / `AnnouncingNonLocal`;
+//! 5. the `externalTrafficPolicy: Local` reset, by the local winner;
+//! 6. the reports of the Services this node is the reporter of (`report`, written by `k8s`).
+//!
+//! A failed step is retried with backoff (1 s doubling to 10 s); reconciles are at least 50 ms apart
+//! so a storm of events costs one reconcile per 50 ms.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::stream::BoxStream;
+use futures::{FutureExt, Stream, StreamExt};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::core::PartialObjectMeta;
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use purelb_core::allocate::ServiceKey;
+use purelb_core::announce::{EXCLUDE_LABEL, NodeFacts, Placement, ServiceFacts, plan_for_node};
+use purelb_core::api::{LBNodeAgent, ServiceGroup, conditions, events};
+use purelb_core::pool::PoolConfig;
+use purelb_runtime::Admin;
+use tokio::sync::{mpsc, watch};
+
+use crate::config::{self, AgentConfig};
+use crate::desired::{Announced, DesiredSet, Kind, diff, takeovers};
+use crate::facts;
+use crate::k8s::{ReportWrite, Writer};
+use crate::lease::NodeLeases;
+use crate::metrics::Metrics;
+use crate::netlink::{Netlink, NetlinkError};
+use crate::report::{self, ServiceReport};
+
+/// How often Lease liveness is re-judged.
+const TICK: Duration = Duration::from_millis(250);
+/// How often everything is reconciled even without events (drift repair).
+const RESYNC: Duration = Duration::from_secs(10);
+/// The shortest gap between two reconciles.
+const MIN_GAP: Duration = Duration::from_millis(50);
+const MIN_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Events taken from the watches before reconciling.
+const MAX_BATCH: usize = 10_000;
+
+/// A watch event of any kind.
+pub enum Change {
+    Service(watcher::Event<Service>),
+    Slice(watcher::Event<EndpointSlice>),
+    Lease(watcher::Event<Lease>),
+    Node(watcher::Event<PartialObjectMeta<Node>>),
+    Group(watcher::Event<ServiceGroup>),
+    Agent(watcher::Event<LBNodeAgent>),
+}
+
+/// Why the loop stopped other than by a signal.
+#[derive(Debug, thiserror::Error)]
+pub enum LoopError {
+    /// A watch stream ended (they retry forever, so this is a bug or a shutdown).
+    #[error("the watch streams ended")]
+    WatchEnded,
+}
+
+/// Settings that do not come from the LBNodeAgent.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// This node.
+    pub node: String,
+    /// GARP/NA packets per takeover.
+    pub garp_count: u32,
+    /// Gap between them.
+    pub garp_interval: Duration,
+}
+
+/// What the loop owns besides its state.
+pub struct Parts {
+    /// The kernel.
+    pub netlink: Netlink,
+    /// The API writes.
+    pub writer: Writer,
+    /// The agent's metrics.
+    pub metrics: Metrics,
+    /// Readiness.
+    pub admin: Admin,
+    /// Where the configuration goes (the Lease renewer reads it).
+    pub config: watch::Sender<Option<AgentConfig>>,
+    /// When the last successful Lease renewal was sent.
+    pub renewed: watch::Receiver<Option<Instant>>,
+    /// The Lease duration of this node.
+    pub lease_duration: Duration,
+}
+
+/// The loop's state. See the module documentation.
+pub struct Announcer {
+    settings: Settings,
+    parts: Parts,
+    services: Cache<Service>,
+    slices: Cache<EndpointSlice>,
+    leases: Cache<Lease>,
+    nodes: Cache<PartialObjectMeta<Node>>,
+    groups: Cache<ServiceGroup>,
+    agents: Cache<LBNodeAgent>,
+    tracker: NodeLeases,
+    config: AgentConfig,
+    bad_config: Option<String>,
+    announced: Announced,
+    /// The local addresses in place after the last reconcile (a new one is a takeover: GARP/NA).
+    local_held: BTreeSet<IpAddr>,
+    desired_ips: BTreeSet<IpAddr>,
+    submitted: HashMap<ServiceKey, ServiceReport>,
+    resets: HashMap<ServiceKey, (String, Instant)>,
+    dirty: bool,
+    not_before: Instant,
+    backoff: Duration,
+    ready: bool,
+}
+
+impl Announcer {
+    /// A loop that has seen nothing yet.
+    pub fn new(settings: Settings, parts: Parts) -> Self {
+        let tracker = NodeLeases::new(&settings.node, parts.lease_duration);
+        Self {
+            settings,
+            parts,
+            services: Cache::default(),
+            slices: Cache::default(),
+            leases: Cache::default(),
+            nodes: Cache::default(),
+            groups: Cache::default(),
+            agents: Cache::default(),
+            tracker,
+            config: AgentConfig::default(),
+            bad_config: None,
+            announced: Announced::default(),
+            local_held: BTreeSet::new(),
+            desired_ips: BTreeSet::new(),
+            submitted: HashMap::new(),
+            resets: HashMap::new(),
+            dirty: true,
+            not_before: Instant::now(),
+            backoff: MIN_BACKOFF,
+            ready: false,
+        }
+    }
+
+    /// Runs until `stop` fires (Ok) or the watches end (Err). `removals` yields addresses someone
+    /// removed from under the agent; `failed` the Services whose report write was given up.
+    pub async fn run(
+        mut self,
+        changes: impl Stream<Item = Result<Change, watcher::Error>>,
+        mut removals: BoxStream<'static, IpAddr>,
+        mut failed: mpsc::UnboundedReceiver<ServiceKey>,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<(), LoopError> {
+        let mut changes = std::pin::pin!(changes);
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut resync = tokio::time::interval(RESYNC);
+        resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            let due = self.dirty && self.synced();
+            let wake = tokio::time::Instant::from_std(self.not_before);
+            tokio::select! {
+                biased;
+                _ = stop.changed() => return Ok(()),
+                Some(key) = failed.recv() => {
+                    self.submitted.remove(&key);
+                    self.dirty = true;
+                }
+                Some(ip) = removals.next() => {
+                    if self.desired_ips.contains(&ip) {
+                        tracing::info!(%ip, "our address was removed from under us; putting it back");
+                        self.dirty = true;
+                        self.not_before = Instant::now();
+                    }
+                }
+                change = changes.next() => {
+                    // Take everything already waiting, then reconcile once for the batch.
+                    let mut next = Some(change);
+                    let mut taken = 0;
+                    while let Some(item) = next.take() {
+                        match item {
+                            None => return Err(LoopError::WatchEnded),
+                            Some(Err(e)) => tracing::warn!(error = %e, "watch error; the watcher retries"),
+                            Some(Ok(c)) => self.on_change(c),
+                        }
+                        taken += 1;
+                        if taken < MAX_BATCH {
+                            next = changes.next().now_or_never();
+                        }
+                    }
+                }
+                _ = tick.tick() => {
+                    self.tracker.set_renewed(*self.parts.renewed.borrow());
+                    if self.tracker.tick(Instant::now()) {
+                        self.dirty = true;
+                    }
+                }
+                _ = resync.tick() => self.dirty = true,
+                _ = tokio::time::sleep_until(wake), if due => {}
+            }
+            if self.dirty && self.synced() && Instant::now() >= self.not_before {
+                self.reconcile().await;
+            }
+        }
+    }
+
+    fn on_change(&mut self, change: Change) {
+        let now = Instant::now();
+        match change {
+            Change::Service(ev) => self.dirty |= self.services.apply(ev) != Touched::Nothing,
+            Change::Slice(ev) => self.dirty |= self.slices.apply(ev) != Touched::Nothing,
+            Change::Node(ev) => self.dirty |= self.nodes.apply(ev) != Touched::Nothing,
+            Change::Group(ev) => self.dirty |= self.groups.apply(ev) != Touched::Nothing,
+            Change::Lease(ev) => match self.leases.apply(ev) {
+                Touched::Nothing => {}
+                Touched::One(ns, name) => {
+                    self.dirty |= match self.leases.get(&ns, &name) {
+                        Some(lease) => self.tracker.apply(lease, now),
+                        None => self.tracker.remove(&name),
+                    };
+                }
+                Touched::All => self.dirty |= self.tracker.replace_all(self.leases.values(), now),
+            },
+            Change::Agent(ev) => {
+                if self.agents.apply(ev) != Touched::Nothing {
+                    self.configure();
+                }
+            }
+        }
+    }
+
+    /// Applies the chosen LBNodeAgent; an unusable one is reported and the previous settings kept.
+    fn configure(&mut self) {
+        if !self.agents.synced {
+            return;
+        }
+        let chosen = config::select(self.agents.values());
+        let result = chosen.map_or(Ok(AgentConfig::default()), AgentConfig::from_agent);
+        match result {
+            Ok(c) => {
+                self.bad_config = None;
+                if c != self.config || self.parts.config.borrow().is_none() {
+                    tracing::info!(
+                        from = chosen.map(|a| a.name_any()).unwrap_or_else(|| "defaults".into()),
+                        localint = %c.localint, extlbint = %c.extlbint, sendgarp = c.sendgarp,
+                        "configuration"
+                    );
+                    self.config = c.clone();
+                    self.parts.config.send_replace(Some(c));
+                    self.dirty = true;
+                }
+            }
+            Err(e) => {
+                let message = format!(
+                    "node {}: {e}; keeping the previous settings (localint {})",
+                    self.settings.node, self.config.localint
+                );
+                if self.bad_config.as_ref() != Some(&message) {
+                    tracing::warn!(%message, "unusable LBNodeAgent");
+                    if let Some(agent) = chosen {
+                        self.parts.writer.config_warning(agent, message.clone());
+                    }
+                    self.bad_config = Some(message);
+                }
+                if self.parts.config.borrow().is_none() {
+                    self.parts.config.send_replace(Some(self.config.clone()));
+                }
+            }
+        }
+    }
+
+    fn synced(&self) -> bool {
+        self.services.synced
+            && self.slices.synced
+            && self.leases.synced
+            && self.nodes.synced
+            && self.groups.synced
+            && self.agents.synced
+            && self.tracker.has_own()
+            && self.parts.renewed.borrow().is_some()
+    }
+
+    async fn reconcile(&mut self) {
+        let started = Instant::now();
+        self.dirty = false;
+        self.tracker.set_renewed(*self.parts.renewed.borrow());
+        self.tracker.tick(started);
+        let errors = self.try_reconcile().await;
+        let now = Instant::now();
+        if !self.ready {
+            // Ready once synced and applied, even if some address failed: that is in the logs and
+            // metrics, and an agent that never turns ready would stall a DaemonSet rollout.
+            self.ready = true;
+            self.parts.admin.set_ready(true);
+            tracing::info!(
+                services = self.services.len(),
+                nodes = self.tracker.facts(|_| false).len(),
+                addresses = self.desired_ips.len(),
+                "first reconcile done; ready"
+            );
+        }
+        if errors.is_empty() {
+            self.backoff = MIN_BACKOFF;
+            self.not_before = now + MIN_GAP;
+        } else {
+            tracing::warn!(?errors, retry_in = ?self.backoff, "reconcile incomplete; retrying");
+            self.dirty = true;
+            self.not_before = now + self.backoff;
+            self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        }
+        self.parts.metrics.reconcile_seconds.observe(started.elapsed().as_secs_f64());
+    }
+
+    /// One reconcile; returns what failed.
+    async fn try_reconcile(&mut self) -> Vec<String> {
+        let me = self.settings.node.clone();
+        let excluded: BTreeSet<String> = self
+            .nodes
+            .values()
+            .filter(|n| n.labels().contains_key(EXCLUDE_LABEL))
+            .map(|n| n.name_any())
+            .collect();
+        let nodes = self.tracker.facts(|n| excluded.contains(n));
+        let pools = facts::pools(self.groups.values());
+        let endpoints = facts::endpoint_nodes(self.slices.values());
+        let extlbint = self.config.extlbint.clone();
+
+        let mut desired = DesiredSet::default();
+        let mut resets = Vec::new();
+        for svc in self.services.values().filter(|s| facts::is_ours(s)) {
+            let key = ServiceKey::of(svc);
+            let f = facts::service_facts(svc, &endpoints);
+            for plan in plan_for_node(&me, &f, &nodes, &pools, &extlbint) {
+                desired.add(&key, &plan);
+                if let (true, Placement::Local { interface, .. }) =
+                    (plan.reset_traffic_policy, &plan.placement)
+                {
+                    resets.push((key.clone(), plan.address, interface.clone()));
+                }
+            }
+        }
+
+        self.desired_ips = desired.targets().keys().copied().collect();
+        let errors = match self.apply_addresses(&desired).await {
+            Ok((in_place, added, errors)) => {
+                self.after_apply(&me, &desired, &in_place, &added).await;
+                errors
+            }
+            // Nothing is known of the kernel: keep what was held and announced as it was.
+            Err(e) => vec![e],
+        };
+        self.reset_traffic_policies(resets);
+        self.reports(&nodes, &pools, &endpoints, &extlbint);
+        errors
+    }
+
+    /// GARP/NA for takeovers, the held-address gauges and one event per take-up.
+    async fn after_apply(
+        &mut self,
+        me: &str,
+        desired: &DesiredSet,
+        in_place: &BTreeSet<IpAddr>,
+        added: &BTreeSet<IpAddr>,
+    ) {
+        let local_now = desired.in_place(Kind::Local, in_place);
+        let taken_over = takeovers(&local_now, &self.local_held, added);
+        self.local_held = local_now;
+        if self.config.sendgarp && !taken_over.is_empty() {
+            self.announce_takeovers(desired, &taken_over).await;
+        }
+        self.parts.metrics.held(self.local_held.len(), desired.in_place(Kind::NonLocal, in_place).len());
+        for (key, ip, kind) in self.announced.update(desired.take_ups(in_place)) {
+            let (Some(svc), Some(target)) =
+                (self.services.get(&key.namespace, &key.name), desired.targets().get(&ip))
+            else {
+                continue;
+            };
+            let iface = &target.interface;
+            let (reason, message) = match kind {
+                Kind::Local => {
+                    (events::ANNOUNCING_LOCAL, format!("Node {me} announcing {ip} on interface {iface}"))
+                }
+                Kind::NonLocal => (
+                    events::ANNOUNCING_NON_LOCAL,
+                    format!("Announcing {ip} from node {me} interface {iface}"),
+                ),
+            };
+            tracing::info!(service = %key, %ip, interface = %iface, ?kind, "announcing");
+            self.parts.writer.event(svc.object_ref(&()), false, reason, message);
+        }
+    }
+
+    /// Deletes, then adds; returns the desired addresses now in place, those added now, and what failed
+    /// (Err: our addresses could not even be listed).
+    async fn apply_addresses(
+        &self,
+        desired: &DesiredSet,
+    ) -> Result<(BTreeSet<IpAddr>, BTreeSet<IpAddr>, Vec<String>), String> {
+        let netlink = &self.parts.netlink;
+        let metrics = &self.parts.metrics;
+        let mut errors = Vec::new();
+        let owned = match netlink.owned().await {
+            Ok(o) => o,
+            Err(e) => {
+                metrics.error("owned");
+                return Err(format!("listing our addresses: {e}"));
+            }
+        };
+        let d = diff(desired.targets(), &owned);
+        for o in &d.delete {
+            match netlink.delete(o.index, o.address, o.prefix_len).await {
+                Ok(()) => {
+                    tracing::info!(ip = %o.address, interface = %o.interface, prefix_len = o.prefix_len, "withdrew address")
+                }
+                Err(e) => {
+                    metrics.error("delete");
+                    errors.push(format!("deleting {}/{} from {}: {e}", o.address, o.prefix_len, o.interface));
+                }
+            }
+        }
+        let mut in_place = d.kept.clone();
+        let mut added = BTreeSet::new();
+        if d.add.is_empty() {
+            return Ok((in_place, added, errors));
+        }
+        let links = if d.add.iter().any(|(_, t)| t.kind == Kind::Local) {
+            match netlink.links().await {
+                Ok(l) => l,
+                Err(e) => {
+                    metrics.error("links");
+                    errors.push(format!("listing links: {e}"));
+                    Vec::new()
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let mut extlb: BTreeMap<String, Result<u32, String>> = BTreeMap::new();
+        for (ip, t) in &d.add {
+            let index = match t.kind {
+                Kind::Local => match links.iter().find(|l| l.name == t.interface) {
+                    Some(l) => l.index,
+                    None => {
+                        errors.push(format!("adding {ip}: the LAN interface {} is not there", t.interface));
+                        continue;
+                    }
+                },
+                Kind::NonLocal => {
+                    if !extlb.contains_key(&t.interface) {
+                        let r = netlink.ensure_extlb(&t.interface).await.map_err(|e| e.to_string());
+                        if r.is_err() {
+                            metrics.error("extlb");
+                        }
+                        extlb.insert(t.interface.clone(), r);
+                    }
+                    match extlb.get(&t.interface) {
+                        Some(Ok(index)) => *index,
+                        Some(Err(e)) => {
+                            errors.push(format!("adding {ip}: interface {}: {e}", t.interface));
+                            continue;
+                        }
+                        None => continue,
+                    }
+                }
+            };
+            match netlink.add(index, *ip, t.prefix_len).await {
+                Ok(()) => {
+                    tracing::info!(%ip, interface = %t.interface, prefix_len = t.prefix_len, kind = ?t.kind, "added address");
+                    in_place.insert(*ip);
+                    added.insert(*ip);
+                }
+                Err(e) => {
+                    metrics.error("add");
+                    errors.push(format!("adding {ip}/{} to {}: {e}", t.prefix_len, t.interface));
+                }
+            }
+        }
+        Ok((in_place, added, errors))
+    }
+
+    /// Sends GARP / unsolicited NA for each local address this node just took up.
+    async fn announce_takeovers(&self, desired: &DesiredSet, ips: &[IpAddr]) {
+        let links = match self.parts.netlink.links().await {
+            Ok(l) => l,
+            Err(e) => {
+                self.parts.metrics.error("links");
+                tracing::warn!(error = %e, "cannot send GARP/NA: listing links failed");
+                return;
+            }
+        };
+        for ip in ips {
+            let Some(target) = desired.targets().get(ip) else { continue };
+            match links.iter().find(|l| l.name == target.interface).and_then(|l| l.mac) {
+                Some(mac) => self.garp(target.interface.clone(), mac, *ip),
+                None => tracing::debug!(%ip, interface = %target.interface, "no MAC address: no GARP/NA"),
+            }
+        }
+    }
+
+    /// Announces a takeover with GARP / unsolicited NA, in the background.
+    fn garp(&self, interface: String, mac: [u8; 6], ip: IpAddr) {
+        let (count, interval) = (self.settings.garp_count, self.settings.garp_interval);
+        let metrics = self.parts.metrics.clone();
+        tokio::spawn(async move {
+            match crate::garp::announce(&interface, mac, ip, count, interval).await {
+                Ok(()) => {
+                    metrics.garp_sent.inc_by(u64::from(count));
+                }
+                Err(e) => {
+                    metrics.error("garp");
+                    tracing::warn!(%ip, %interface, error = %e, "could not send GARP/NA");
+                }
+            }
+        });
+    }
+
+    /// The local winner resets `externalTrafficPolicy: Local` to Cluster (once per Service version,
+    /// retried after 30 s if the write did not show up).
+    fn reset_traffic_policies(&mut self, resets: Vec<(ServiceKey, IpAddr, String)>) {
+        let now = Instant::now();
+        let mut done = BTreeSet::new();
+        for (key, ip, iface) in resets {
+            if !done.insert(key.clone()) {
+                continue;
+            }
+            let Some(svc) = self.services.get(&key.namespace, &key.name) else { continue };
+            let version = svc.resource_version().unwrap_or_default();
+            if self
+                .resets
+                .get(&key)
+                .is_some_and(|(v, at)| *v == version && now.duration_since(*at) < Duration::from_secs(30))
+            {
+                continue;
+            }
+            self.resets.insert(key.clone(), (version, now));
+            let why = format!(
+                "PureLB will reset External Traffic Policy to Cluster: {ip} is a local address, which only one node ({} on {iface}) announces, so Local would drop the traffic for pods on other nodes",
+                self.settings.node
+            );
+            self.parts.writer.reset_traffic_policy(key, svc.object_ref(&()), why);
+        }
+        self.resets.retain(|k, _| done.contains(k));
+    }
+
+    /// Writes the report of every Service this node is the reporter of, when it differs.
+    fn reports(
+        &mut self,
+        nodes: &[NodeFacts],
+        pools: &[PoolConfig],
+        endpoints: &BTreeMap<ServiceKey, BTreeSet<String>>,
+        extlbint: &str,
+    ) {
+        let me = self.settings.node.as_str();
+        let mut seen = BTreeSet::new();
+        for svc in self.services.values() {
+            let key = ServiceKey::of(svc);
+            let observed = ServiceReport::observed(svc);
+            let ours = facts::is_ours(svc);
+            if !ours && observed.is_empty() {
+                continue;
+            }
+            let f = if ours {
+                facts::service_facts(svc, endpoints)
+            } else {
+                ServiceFacts {
+                    addresses: Vec::new(),
+                    local_traffic_policy: false,
+                    endpoint_nodes: BTreeSet::new(),
+                }
+            };
+            if report::reporter(&f, nodes).as_deref() != Some(me) {
+                continue;
+            }
+            let desired = report::report(&f, nodes, pools, extlbint);
+            if desired == observed {
+                continue;
+            }
+            seen.insert(key.clone());
+            if self.submitted.get(&key) == Some(&desired) {
+                continue;
+            }
+            self.submitted.insert(key.clone(), desired.clone());
+            let previous = svc
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .and_then(|cs| cs.iter().find(|c| c.type_ == conditions::ANNOUNCED))
+                .cloned();
+            self.parts.writer.report(ReportWrite { key, desired, observed, previous });
+        }
+        // Forget what the Services now show (or what is no longer ours to write).
+        self.submitted.retain(|k, _| seen.contains(k));
+    }
+}
+
+/// Deletes every address the agent owns (SIGTERM). Returns how many were deleted.
+pub async fn withdraw(netlink: &Netlink) -> Result<usize, NetlinkError> {
+    let owned = netlink.owned().await?;
+    let mut n = 0;
+    for o in owned {
+        match netlink.delete(o.index, o.address, o.prefix_len).await {
+            Ok(()) => {
+                n += 1;
+                tracing::info!(ip = %o.address, interface = %o.interface, "withdrew address");
+            }
+            Err(e) => {
+                tracing::warn!(ip = %o.address, interface = %o.interface, error = %e, "could not withdraw")
+            }
+        }
+    }
+    Ok(n)
+}
+
+// === Cache ===
+
+/// What a watch event touched.
+#[derive(Debug, PartialEq, Eq)]
+enum Touched {
+    Nothing,
+    One(String, String),
+    All,
+}
+
+/// The objects of one watch, by (namespace, name), with re-list handling: objects missing from a
+/// fresh list are dropped when it completes.
+struct Cache<K> {
+    objects: BTreeMap<(String, String), Arc<K>>,
+    fresh: Option<BTreeMap<(String, String), Arc<K>>>,
+    synced: bool,
+}
+
+impl<K> Default for Cache<K> {
+    fn default() -> Self {
+        Self { objects: BTreeMap::new(), fresh: None, synced: false }
+    }
+}
+
+impl<K: Resource> Cache<K> {
+    fn id(obj: &K) -> (String, String) {
+        (obj.namespace().unwrap_or_default(), obj.name_any())
+    }
+
+    fn apply(&mut self, ev: watcher::Event<K>) -> Touched {
+        match ev {
+            watcher::Event::Init => {
+                self.fresh = Some(BTreeMap::new());
+                Touched::Nothing
+            }
+            watcher::Event::InitApply(obj) => {
+                if let Some(f) = self.fresh.as_mut() {
+                    f.insert(Self::id(&obj), Arc::new(obj));
+                }
+                Touched::Nothing
+            }
+            watcher::Event::InitDone => {
+                self.objects = self.fresh.take().unwrap_or_default();
+                self.synced = true;
+                Touched::All
+            }
+            watcher::Event::Apply(obj) => {
+                let id = Self::id(&obj);
+                self.objects.insert(id.clone(), Arc::new(obj));
+                Touched::One(id.0, id.1)
+            }
+            watcher::Event::Delete(obj) => {
+                let id = Self::id(&obj);
+                self.objects.remove(&id);
+                Touched::One(id.0, id.1)
+            }
+        }
+    }
+
+    fn get(&self, namespace: &str, name: &str) -> Option<&K> {
+        self.objects.get(&(namespace.to_string(), name.to_string())).map(Arc::as_ref)
+    }
+
+    fn values(&self) -> impl Iterator<Item = &K> {
+        self.objects.values().map(Arc::as_ref)
+    }
+
+    fn len(&self) -> usize {
+        self.objects.len()
+    }
+}

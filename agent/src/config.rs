@@ -1,0 +1,290 @@
+//! The agent's configuration, read from the `LBNodeAgent` in the install namespace, and the choice of
+//! the LAN interface it implies. Pure: no I/O.
+//!
+//! - Which LBNodeAgent: the one named `default`; else the first by name; none at all = the defaults
+//!   (`localint: default`, `extlbint: kube-lb0`, `sendgarp: true`).
+//! - `localint: default`: the interface of the default route (IPv4 first, as the netlink module reports).
+//! - Any other `localint` is a regular expression (Rust `regex` syntax) matched against the **whole**
+//!   interface name: it is anchored as `^(?:<localint>)$`, so `eth` matches `eth` and not `eth0` or
+//!   `veth12`, and `eth.*` or `enp[0-9]s[0-9]+` say what they mean. Among the matching interfaces (never
+//!   the `extlbint` one), the lowest-index one that has a global address the agent did not add wins.
+//! - A pattern that does not compile is an error: the caller keeps its previous configuration and
+//!   reports it with a Warning event on the LBNodeAgent.
+//! - The LAN subnets are the LAN interface's global addresses that the agent did not add (IFA_PROTO),
+//!   host bits masked, IPv4 and IPv6.
+
+use std::fmt;
+
+use kube::ResourceExt;
+use purelb_core::api::{LBNodeAgent, LBNodeAgentLocal};
+use purelb_core::pool::Subnet;
+use regex::Regex;
+
+use crate::netlink::LinkInfo;
+
+/// How the LAN interface is chosen.
+#[derive(Clone, Debug)]
+pub enum LocalInt {
+    /// The default route's interface.
+    DefaultRoute,
+    /// The interfaces whose whole name matches.
+    Pattern {
+        /// The pattern as written in the LBNodeAgent.
+        source: String,
+        /// The anchored, compiled pattern.
+        regex: Regex,
+    },
+}
+
+impl PartialEq for LocalInt {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::DefaultRoute, Self::DefaultRoute) => true,
+            (Self::Pattern { source: a, .. }, Self::Pattern { source: b, .. }) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for LocalInt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::DefaultRoute => f.write_str("default (the default route's interface)"),
+            Self::Pattern { source, .. } => write!(f, "^(?:{source})$"),
+        }
+    }
+}
+
+/// The agent's settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentConfig {
+    /// How the LAN interface is chosen.
+    pub localint: LocalInt,
+    /// The interface non-local addresses go to.
+    pub extlbint: String,
+    /// Send GARP / unsolicited NA when this node takes up a local address.
+    pub sendgarp: bool,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        // Unwrap-free: the defaults of the CRD type are the defaults of the agent.
+        Self::from_local(&LBNodeAgentLocal::default()).unwrap_or(AgentConfig {
+            localint: LocalInt::DefaultRoute,
+            extlbint: "kube-lb0".into(),
+            sendgarp: true,
+        })
+    }
+}
+
+/// A `localint` that is not a usable regular expression (the API server's CEL rule checks with Go's
+/// RE2, which accepts a few things Rust's `regex` does not, such as `\Q...\E`).
+#[derive(Debug, thiserror::Error)]
+#[error("localint {pattern:?} is not a regular expression: {reason}")]
+pub struct ConfigError {
+    /// The pattern as written.
+    pub pattern: String,
+    /// The parser's complaint, on one line.
+    pub reason: String,
+}
+
+// === impl AgentConfig ===
+
+impl AgentConfig {
+    /// The configuration an LBNodeAgent's `spec.local` asks for (None = the defaults).
+    pub fn from_local(local: &LBNodeAgentLocal) -> Result<AgentConfig, ConfigError> {
+        let localint = match local.localint.trim() {
+            "default" => LocalInt::DefaultRoute,
+            pattern => LocalInt::Pattern {
+                source: pattern.to_string(),
+                regex: Regex::new(&format!("^(?:{pattern})$")).map_err(|e| ConfigError {
+                    pattern: pattern.to_string(),
+                    reason: e.to_string().split_whitespace().collect::<Vec<_>>().join(" "),
+                })?,
+            },
+        };
+        Ok(AgentConfig { localint, extlbint: local.extlbint.trim().to_string(), sendgarp: local.sendgarp })
+    }
+
+    /// The configuration of `agent` (defaults when it has no `spec.local`).
+    pub fn from_agent(agent: &LBNodeAgent) -> Result<AgentConfig, ConfigError> {
+        match &agent.spec.local {
+            Some(local) => Self::from_local(local),
+            None => Ok(AgentConfig::default()),
+        }
+    }
+}
+
+/// The LBNodeAgent that configures the agents: the one named `default`, else the first by name.
+pub fn select<'a>(agents: impl IntoIterator<Item = &'a LBNodeAgent>) -> Option<&'a LBNodeAgent> {
+    let mut all: Vec<&LBNodeAgent> = agents.into_iter().collect();
+    all.sort_by_key(|a| a.name_any());
+    all.iter().find(|a| a.name_any() == "default").or(all.first()).copied()
+}
+
+/// The LAN interface `localint` selects among `links`; `default_route` is the default route's
+/// interface. The error says why none is usable.
+pub fn lan_interface<'a>(
+    config: &AgentConfig,
+    links: &'a [LinkInfo],
+    default_route: Option<&str>,
+) -> Result<&'a LinkInfo, String> {
+    match &config.localint {
+        LocalInt::DefaultRoute => {
+            let name = default_route.ok_or("there is no default route")?;
+            links
+                .iter()
+                .find(|l| l.name == name)
+                .ok_or_else(|| format!("the default route's interface {name} is not in the link list"))
+        }
+        LocalInt::Pattern { regex, .. } => {
+            let mut matching: Vec<&LinkInfo> =
+                links.iter().filter(|l| l.name != config.extlbint && regex.is_match(&l.name)).collect();
+            matching.sort_by_key(|l| l.index);
+            if matching.is_empty() {
+                return Err(format!("no interface matches localint {}", config.localint));
+            }
+            matching.iter().find(|l| !lan_subnets(l).is_empty()).copied().ok_or_else(|| {
+                format!(
+                    "the interfaces matching localint {} ({}) have no global address",
+                    config.localint,
+                    matching.iter().map(|l| l.name.as_str()).collect::<Vec<_>>().join(", ")
+                )
+            })
+        }
+    }
+}
+
+/// The subnets of a LAN interface: its global addresses the agent did not add, host bits masked,
+/// without duplicates, in the order the kernel lists them.
+pub fn lan_subnets(link: &LinkInfo) -> Vec<Subnet> {
+    let mut out: Vec<Subnet> = Vec::new();
+    for a in link.addresses.iter().filter(|a| !a.ours) {
+        if let Some(s) = Subnet::new(a.address, a.prefix_len)
+            && !out.contains(&s)
+        {
+            out.push(s);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::netlink::LinkAddress;
+    use purelb_core::api::LBNodeAgentSpec;
+
+    fn link(index: u32, name: &str, addrs: &[(&str, u8, bool)]) -> LinkInfo {
+        LinkInfo {
+            index,
+            name: name.into(),
+            mac: Some([2, 0, 0, 0, 0, index as u8]),
+            up: true,
+            addresses: addrs
+                .iter()
+                .map(|(a, p, ours)| LinkAddress { address: a.parse().unwrap(), prefix_len: *p, ours: *ours })
+                .collect(),
+        }
+    }
+
+    fn links() -> Vec<LinkInfo> {
+        vec![
+            // Only global-scope addresses are listed, so lo has none.
+            link(1, "lo", &[]),
+            link(2, "eth0", &[("192.0.2.11", 24, false), ("192.0.2.200", 24, true)]),
+            link(3, "eth1", &[("10.0.0.5", 16, false), ("2001:db8:0:1::11", 64, false)]),
+            link(4, "kube-lb0", &[("198.51.100.1", 32, true)]),
+            link(5, "veth0", &[]),
+        ]
+    }
+
+    fn cfg(localint: &str) -> AgentConfig {
+        AgentConfig::from_local(&LBNodeAgentLocal { localint: localint.into(), ..Default::default() })
+            .unwrap()
+    }
+
+    fn agent(name: &str, localint: &str) -> LBNodeAgent {
+        LBNodeAgent::new(
+            name,
+            LBNodeAgentSpec {
+                local: Some(LBNodeAgentLocal { localint: localint.into(), ..Default::default() }),
+            },
+        )
+    }
+
+    #[test]
+    fn defaults_are_the_crd_defaults() {
+        let c = AgentConfig::default();
+        assert_eq!(c.localint, LocalInt::DefaultRoute);
+        assert_eq!(c.extlbint, "kube-lb0");
+        assert!(c.sendgarp);
+    }
+
+    #[test]
+    fn default_takes_the_default_route_interface() {
+        let l = links();
+        assert_eq!(lan_interface(&cfg("default"), &l, Some("eth1")).unwrap().name, "eth1");
+        assert!(lan_interface(&cfg("default"), &l, None).unwrap_err().contains("no default route"));
+        assert!(lan_interface(&cfg("default"), &l, Some("wg0")).is_err());
+    }
+
+    #[test]
+    fn pattern_is_anchored() {
+        let l = links();
+        // `eth` alone matches no interface: it would have to be the whole name.
+        assert!(lan_interface(&cfg("eth"), &l, None).unwrap_err().contains("no interface matches"));
+        assert_eq!(lan_interface(&cfg("eth1"), &l, None).unwrap().name, "eth1");
+        // An unanchored engine would let `th0` pick eth0.
+        assert!(lan_interface(&cfg("th0"), &l, None).is_err());
+        // Alternatives are grouped before anchoring: `eth1|lo` is `^(?:eth1|lo)$`.
+        assert_eq!(lan_interface(&cfg("eth1|veth0"), &l, None).unwrap().name, "eth1");
+    }
+
+    #[test]
+    fn pattern_prefers_the_lowest_index_with_an_address() {
+        let l = links();
+        assert_eq!(lan_interface(&cfg("eth.*"), &l, None).unwrap().name, "eth0");
+        // veth0 matches but has no address; eth1 does.
+        assert_eq!(lan_interface(&cfg("(v)?eth[01]"), &l, Some("eth0")).unwrap().name, "eth0");
+        assert!(lan_interface(&cfg("veth0"), &l, None).unwrap_err().contains("no global address"));
+    }
+
+    #[test]
+    fn pattern_never_picks_the_external_interface() {
+        let l = links();
+        assert!(lan_interface(&cfg("kube-lb0"), &l, None).is_err());
+        assert_eq!(lan_interface(&cfg(".*"), &l, None).unwrap().name, "eth0");
+    }
+
+    #[test]
+    fn a_pattern_that_does_not_compile_is_an_error() {
+        let e = AgentConfig::from_local(&LBNodeAgentLocal { localint: "eth(".into(), ..Default::default() })
+            .unwrap_err();
+        assert!(e.to_string().contains("\"eth(\""), "{e}");
+        // Go's RE2 (the API server's CEL) takes `\Q...\E`; Rust's regex does not.
+        let e =
+            AgentConfig::from_local(&LBNodeAgentLocal { localint: r"\Qeth\E0".into(), ..Default::default() })
+                .unwrap_err();
+        assert!(!e.to_string().contains('\n'), "one line: {e}");
+    }
+
+    #[test]
+    fn subnets_skip_our_own_addresses_and_mask_host_bits() {
+        let l = links();
+        let s: Vec<String> = lan_subnets(&l[1]).iter().map(ToString::to_string).collect();
+        assert_eq!(s, ["192.0.2.0/24"]);
+        let s: Vec<String> = lan_subnets(&l[2]).iter().map(ToString::to_string).collect();
+        assert_eq!(s, ["10.0.0.0/16", "2001:db8:0:1::/64"]);
+    }
+
+    #[test]
+    fn select_prefers_default_then_first_by_name() {
+        let a = [agent("zeta", "eth0"), agent("default", "eth1"), agent("alpha", "eth2")];
+        assert_eq!(select(&a).unwrap().name_any(), "default");
+        let b = [agent("zeta", "eth0"), agent("alpha", "eth2")];
+        assert_eq!(select(&b).unwrap().name_any(), "alpha");
+        assert!(select(&[]).is_none());
+    }
+}

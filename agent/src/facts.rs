@@ -1,0 +1,212 @@
+//! The watched objects turned into `purelb_core::announce`'s inputs. Pure: no I/O.
+//!
+//! - [`is_ours`]: a `type: LoadBalancer` Service marked `purelb.io/allocated-by: PureLB` with at least
+//!   one ingress IP. Anything else is not the agent's business (the allocator decides ownership).
+//! - [`endpoint_nodes`]: per Service (label `kubernetes.io/service-name` of its EndpointSlices), the
+//!   nodes with a ready endpoint: `conditions.ready` true or unset (the API's "unknown, assume ready"),
+//!   and a `nodeName`.
+//! - [`service_facts`]: `ServiceFacts` from a Service and those nodes.
+//! - [`pools`]: every valid pool of every ServiceGroup (sorted by namespace and name, pools in their
+//!   declared order), for the aggregation of non-local addresses. Invalid groups are skipped here; the
+//!   allocator reports them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::ResourceExt;
+use purelb_core::allocate::ServiceKey;
+use purelb_core::announce::ServiceFacts;
+use purelb_core::api::{ALLOCATED_BY_VALUE, DeclaredFamily, ServiceGroup, annotations};
+use purelb_core::pool::{Family, PoolConfig};
+
+/// The label that ties an EndpointSlice to its Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// The IPs of `status.loadBalancer.ingress`, in order, unparsable entries skipped.
+pub fn ingress_ips(svc: &Service) -> Vec<IpAddr> {
+    svc.status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .map(|ing| ing.iter().filter_map(|i| i.ip.as_deref()?.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// Whether the agent announces `svc`'s addresses (see the module header).
+pub fn is_ours(svc: &Service) -> bool {
+    let lb = svc.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer");
+    let marked =
+        svc.annotations().get(annotations::ALLOCATED_BY).map(String::as_str) == Some(ALLOCATED_BY_VALUE);
+    lb && marked && !ingress_ips(svc).is_empty()
+}
+
+/// Nodes with a ready endpoint, per Service.
+pub fn endpoint_nodes<'a>(
+    slices: impl IntoIterator<Item = &'a EndpointSlice>,
+) -> BTreeMap<ServiceKey, BTreeSet<String>> {
+    let mut out: BTreeMap<ServiceKey, BTreeSet<String>> = BTreeMap::new();
+    for slice in slices {
+        let Some(svc) = slice.labels().get(SERVICE_NAME_LABEL) else { continue };
+        let key = ServiceKey::new(slice.namespace().unwrap_or_default(), svc.clone());
+        let nodes = out.entry(key).or_default();
+        for ep in slice.endpoints.iter().flatten() {
+            let ready = ep.conditions.as_ref().and_then(|c| c.ready) != Some(false);
+            if let (true, Some(node)) = (ready, &ep.node_name) {
+                nodes.insert(node.clone());
+            }
+        }
+    }
+    out
+}
+
+/// The announcement inputs of `svc`; `endpoints` as from [`endpoint_nodes`].
+pub fn service_facts(svc: &Service, endpoints: &BTreeMap<ServiceKey, BTreeSet<String>>) -> ServiceFacts {
+    let local = svc.spec.as_ref().and_then(|s| s.external_traffic_policy.as_deref()) == Some("Local");
+    ServiceFacts {
+        addresses: ingress_ips(svc),
+        local_traffic_policy: local,
+        endpoint_nodes: endpoints.get(&ServiceKey::of(svc)).cloned().unwrap_or_default(),
+    }
+}
+
+/// Every valid pool of every group, in a stable order.
+pub fn pools<'a>(groups: impl IntoIterator<Item = &'a ServiceGroup>) -> Vec<PoolConfig> {
+    let mut groups: Vec<&ServiceGroup> = groups.into_iter().collect();
+    groups.sort_by_key(|g| (g.namespace().unwrap_or_default(), g.name_any()));
+    let mut out = Vec::new();
+    for g in groups {
+        let Some(local) = &g.spec.local else { continue };
+        let Ok(specs) = local.pools() else { continue };
+        for (_, declared, p) in specs {
+            let family = match declared {
+                DeclaredFamily::V4 => Some(Family::V4),
+                DeclaredFamily::V6 => Some(Family::V6),
+                DeclaredFamily::Any => None,
+            };
+            if let Ok(config) = PoolConfig::parse(&p.subnet, &p.pool, &p.aggregation, family) {
+                out.push(config);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{LoadBalancerIngress, LoadBalancerStatus, ServiceSpec, ServiceStatus};
+    use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions};
+    use kube::api::ObjectMeta;
+    use purelb_core::api::{PoolSpec, ServiceGroupLocal, ServiceGroupSpec};
+
+    fn svc(name: &str, ips: &[&str], marked: bool, etp: &str) -> Service {
+        Service {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("ns".into()),
+                annotations: marked.then(|| {
+                    [(annotations::ALLOCATED_BY.to_string(), ALLOCATED_BY_VALUE.to_string())].into()
+                }),
+                ..Default::default()
+            },
+            spec: Some(ServiceSpec {
+                type_: Some("LoadBalancer".into()),
+                external_traffic_policy: Some(etp.into()),
+                ..Default::default()
+            }),
+            status: Some(ServiceStatus {
+                load_balancer: Some(LoadBalancerStatus {
+                    ingress: Some(
+                        ips.iter()
+                            .map(|ip| LoadBalancerIngress { ip: Some(ip.to_string()), ..Default::default() })
+                            .collect(),
+                    ),
+                }),
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn slice(svc: &str, eps: &[(Option<&str>, Option<bool>)]) -> EndpointSlice {
+        EndpointSlice {
+            metadata: ObjectMeta {
+                name: Some(format!("{svc}-abc")),
+                namespace: Some("ns".into()),
+                labels: Some([(SERVICE_NAME_LABEL.to_string(), svc.to_string())].into()),
+                ..Default::default()
+            },
+            address_type: "IPv4".into(),
+            endpoints: Some(
+                eps.iter()
+                    .map(|(node, ready)| Endpoint {
+                        addresses: vec!["10.1.0.1".into()],
+                        node_name: node.map(str::to_string),
+                        conditions: Some(EndpointConditions { ready: *ready, ..Default::default() }),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ports: None,
+        }
+    }
+
+    #[test]
+    fn ours_needs_the_mark_an_address_and_type_load_balancer() {
+        assert!(is_ours(&svc("a", &["192.0.2.200"], true, "Cluster")));
+        assert!(!is_ours(&svc("a", &["192.0.2.200"], false, "Cluster")));
+        assert!(!is_ours(&svc("a", &[], true, "Cluster")));
+        let mut not_lb = svc("a", &["192.0.2.200"], true, "Cluster");
+        if let Some(s) = not_lb.spec.as_mut() {
+            s.type_ = Some("ClusterIP".into());
+        }
+        assert!(!is_ours(&not_lb));
+    }
+
+    #[test]
+    fn ready_endpoints_name_their_nodes() {
+        let slices = [
+            slice("a", &[(Some("node1"), Some(true)), (Some("node2"), Some(false)), (None, Some(true))]),
+            slice("a", &[(Some("node3"), None)]),
+            slice("b", &[(Some("node2"), Some(false))]),
+        ];
+        let eps = endpoint_nodes(&slices);
+        assert_eq!(eps[&ServiceKey::new("ns", "a")], BTreeSet::from(["node1".into(), "node3".into()]));
+        assert!(eps[&ServiceKey::new("ns", "b")].is_empty());
+        let f = service_facts(&svc("a", &["198.51.100.5", "2001:db8:100::5"], true, "Local"), &eps);
+        assert!(f.local_traffic_policy);
+        assert_eq!(f.addresses.len(), 2);
+        assert_eq!(f.endpoint_nodes.len(), 2);
+    }
+
+    #[test]
+    fn pools_of_every_valid_group_in_stable_order() {
+        let group = |ns: &str, name: &str, pool: &str, agg: &str| {
+            let mut g = ServiceGroup::new(
+                name,
+                ServiceGroupSpec {
+                    local: Some(ServiceGroupLocal {
+                        v4pools: vec![PoolSpec {
+                            subnet: "198.51.100.0/24".into(),
+                            pool: pool.into(),
+                            aggregation: agg.into(),
+                        }],
+                        ..Default::default()
+                    }),
+                },
+            );
+            g.metadata.namespace = Some(ns.into());
+            g
+        };
+        let groups = [
+            group("b", "x", "198.51.100.0/25", "/32"),
+            group("a", "y", "198.51.100.128/25", "default"),
+            group("a", "bad", "203.0.113.0/24", "default"), // not inside its subnet
+        ];
+        let p = pools(&groups);
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0].range.to_string(), "198.51.100.128/25");
+    }
+}

@@ -1,0 +1,480 @@
+//! The agent's only access to the kernel's links and addresses (rtnetlink).
+//!
+//! Every address the agent adds is tagged with [`PURELB_ADDR_PROTO`] in IFA_PROTO, so a restarted agent
+//! finds its own orphans with [`Netlink::owned`] and never removes or re-adds an address the node owns:
+//! [`Netlink::add`] and [`Netlink::delete`] refuse to touch an address that carries no tag.
+//! [`Netlink::removals`] reports addresses someone else removed, so the agent can put them back.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use futures::{StreamExt, TryStreamExt};
+use rtnetlink::packet_core::NetlinkPayload;
+use rtnetlink::packet_route::address::{
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressProtocol, AddressScope,
+};
+use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use rtnetlink::packet_route::route::{RouteAttribute, RouteHeader, RouteMessage, RouteType};
+use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
+use rtnetlink::sys::AsyncSocket;
+use rtnetlink::{Handle, LinkDummy, LinkUnspec, MulticastGroup, RouteMessageBuilder};
+
+/// IFA_PROTO value that tags every address the agent adds.
+pub const PURELB_ADDR_PROTO: u8 = 0x50;
+
+/// A handle on one rtnetlink connection; clones share it. The connection task ends when the last clone
+/// is dropped.
+#[derive(Clone)]
+pub struct Netlink {
+    handle: Handle,
+}
+
+/// A link (interface) with its global-scope addresses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkInfo {
+    pub index: u32,
+    pub name: String,
+    /// The link-layer address, when it is a 6-byte (Ethernet-like) one.
+    pub mac: Option<[u8; 6]>,
+    /// Administratively up (IFF_UP).
+    pub up: bool,
+    pub addresses: Vec<LinkAddress>,
+}
+
+/// One address on a link; `ours` when it carries [`PURELB_ADDR_PROTO`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkAddress {
+    pub address: IpAddr,
+    pub prefix_len: u8,
+    pub ours: bool,
+}
+
+/// An address the agent added (tagged with [`PURELB_ADDR_PROTO`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OwnedAddress {
+    pub index: u32,
+    pub interface: String,
+    pub address: IpAddr,
+    pub prefix_len: u8,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetlinkError {
+    #[error(
+        "cannot open a netlink socket: {0} (the agent needs CAP_NET_ADMIN in the node's network namespace)"
+    )]
+    Connect(#[source] std::io::Error),
+    #[error("netlink must be used from inside a tokio runtime")]
+    NoRuntime,
+    #[error("netlink request failed while {what}: {source}")]
+    Request {
+        what: String,
+        #[source]
+        source: rtnetlink::Error,
+    },
+    #[error(
+        "no link with index {index}; it was removed or never existed — check the interface configuration"
+    )]
+    NoSuchLink { index: u32 },
+    #[error(
+        "{address} on {interface} was not added by PureLB (it carries no IFA_PROTO {PURELB_ADDR_PROTO:#x} tag); \
+         leaving it alone — take the address out of the ServiceGroup pool or off the node"
+    )]
+    NotOurs { address: IpAddr, interface: String },
+    #[error(
+        "the kernel refused to create {name} as a dummy link ({source}); \
+         pre-create it on every node, e.g. `ip link add {name} type ifb`, and the agent will adopt it"
+    )]
+    ExtlbUnsupported {
+        name: String,
+        #[source]
+        source: rtnetlink::Error,
+    },
+    #[error("created {name} but cannot find it afterwards; is something else removing links?")]
+    ExtlbVanished { name: String },
+}
+
+/// An address as the kernel reports it, with the facts the agent decides on.
+#[derive(Clone, Debug)]
+struct KernelAddress {
+    index: u32,
+    address: IpAddr,
+    prefix_len: u8,
+    global: bool,
+    ours: bool,
+}
+
+// === impl Netlink ===
+
+impl Netlink {
+    /// Opens a connection and spawns it on the current tokio runtime.
+    pub fn new() -> Result<Netlink, NetlinkError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| NetlinkError::NoRuntime)?;
+        let (connection, handle, _) = rtnetlink::new_connection().map_err(NetlinkError::Connect)?;
+        runtime.spawn(connection);
+        Ok(Netlink { handle })
+    }
+
+    /// Every link with its global-scope IPv4 and IPv6 addresses.
+    pub async fn links(&self) -> Result<Vec<LinkInfo>, NetlinkError> {
+        let links = self.link_messages().await?;
+        let mut by_index: HashMap<u32, Vec<LinkAddress>> = HashMap::new();
+        for a in self.addresses().await?.into_iter().filter(|a| a.global) {
+            by_index.entry(a.index).or_default().push(LinkAddress {
+                address: a.address,
+                prefix_len: a.prefix_len,
+                ours: a.ours,
+            });
+        }
+        Ok(links
+            .iter()
+            .map(|link| LinkInfo {
+                index: link.header.index,
+                name: link_name(link),
+                mac: link_mac(link),
+                up: link.header.flags.contains(LinkFlags::Up),
+                addresses: by_index.remove(&link.header.index).unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// The link of the IPv4 default route in the main table, else that of the IPv6 one. With several
+    /// default routes, the one with the lowest metric wins.
+    pub async fn default_route_interface(&self) -> Result<Option<String>, NetlinkError> {
+        let v4 = RouteMessageBuilder::<Ipv4Addr>::new().build();
+        let v6 = RouteMessageBuilder::<Ipv6Addr>::new().build();
+        for query in [v4, v6] {
+            let routes: Vec<RouteMessage> = self
+                .handle
+                .route()
+                .get(query)
+                .execute()
+                .try_collect()
+                .await
+                .map_err(|source| request("listing routes", source))?;
+            let best = routes
+                .iter()
+                .filter(|r| is_main_default(r))
+                .filter_map(|r| route_oif(r).map(|oif| (route_metric(r), oif)))
+                .min();
+            if let Some((_, index)) = best {
+                return Ok(Some(self.link_name(index).await?));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Adopts the link called `name`, whatever its kind, or creates it as a dummy; either way sets it up
+    /// and returns its index.
+    pub async fn ensure_extlb(&self, name: &str) -> Result<u32, NetlinkError> {
+        let index = match self.link_index(name).await? {
+            Some(index) => index,
+            None => self.create_dummy(name).await?,
+        };
+        self.handle
+            .link()
+            .set(LinkUnspec::new_with_index(index).up().build())
+            .execute()
+            .await
+            .map_err(|source| request(format!("setting {name} (index {index}) up"), source))?;
+        Ok(index)
+    }
+
+    /// Every address tagged [`PURELB_ADDR_PROTO`], on any link.
+    pub async fn owned(&self) -> Result<Vec<OwnedAddress>, NetlinkError> {
+        let names: HashMap<u32, String> =
+            self.link_messages().await?.iter().map(|l| (l.header.index, link_name(l))).collect();
+        let mut owned: Vec<OwnedAddress> = self
+            .addresses()
+            .await?
+            .into_iter()
+            .filter(|a| a.ours)
+            .map(|a| OwnedAddress {
+                index: a.index,
+                interface: names.get(&a.index).cloned().unwrap_or_else(|| format!("index {}", a.index)),
+                address: a.address,
+                prefix_len: a.prefix_len,
+            })
+            .collect();
+        owned.sort();
+        Ok(owned)
+    }
+
+    /// Adds `address/prefix_len` to link `index`, tagged as ours (IPv6 without DAD). Already there and
+    /// ours is success; ours with another prefix length is replaced. Present anywhere without our tag is
+    /// an error, and that address is left alone.
+    pub async fn add(&self, index: u32, address: IpAddr, prefix_len: u8) -> Result<(), NetlinkError> {
+        let same: Vec<KernelAddress> =
+            self.addresses().await?.into_iter().filter(|a| a.address == address).collect();
+        if let Some(theirs) = same.iter().find(|a| !a.ours) {
+            return Err(NetlinkError::NotOurs { address, interface: self.link_name(theirs.index).await? });
+        }
+        let here: Vec<&KernelAddress> = same.iter().filter(|a| a.index == index).collect();
+        if here.iter().any(|a| a.prefix_len == prefix_len) {
+            return Ok(());
+        }
+        for stale in here {
+            self.remove(index, address, stale.prefix_len).await?;
+        }
+        let mut req = self.handle.address().add(index, address, prefix_len);
+        let message = req.message_mut();
+        message.attributes.push(AddressAttribute::Protocol(AddressProtocol::from(PURELB_ADDR_PROTO)));
+        if address.is_ipv6() {
+            message.header.flags |= AddressHeaderFlags::Nodad;
+            message.attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        match req.execute().await {
+            Ok(()) => Ok(()),
+            // Lost a race with another writer: judge what is there now.
+            Err(e) if errno(&e) == Some(libc::EEXIST) => {
+                match self.addresses().await?.into_iter().find(|a| a.address == address && a.index == index) {
+                    Some(a) if a.ours => Ok(()),
+                    Some(_) => {
+                        Err(NetlinkError::NotOurs { address, interface: self.link_name(index).await? })
+                    }
+                    None => Err(request(self.describe(index, address, prefix_len, "adding").await, e)),
+                }
+            }
+            Err(e) => Err(request(self.describe(index, address, prefix_len, "adding").await, e)),
+        }
+    }
+
+    /// Removes `address/prefix_len` from link `index` if it is ours. Absent is success; present without
+    /// our tag is an error, and the address stays.
+    pub async fn delete(&self, index: u32, address: IpAddr, prefix_len: u8) -> Result<(), NetlinkError> {
+        let here: Vec<KernelAddress> = self
+            .addresses()
+            .await?
+            .into_iter()
+            .filter(|a| a.index == index && a.address == address)
+            .collect();
+        match here.iter().find(|a| a.prefix_len == prefix_len) {
+            Some(a) if a.ours => self.remove(index, address, prefix_len).await,
+            Some(_) => Err(NetlinkError::NotOurs { address, interface: self.link_name(index).await? }),
+            None if here.iter().any(|a| !a.ours) => {
+                Err(NetlinkError::NotOurs { address, interface: self.link_name(index).await? })
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Addresses removed from any link (RTM_DELADDR), by anyone, including this agent. The subscription
+    /// is live when this returns; dropping the stream closes it. Must be called inside a tokio runtime.
+    ///
+    /// The stream ends when removals may have been missed — the kernel dropped notifications because the
+    /// socket buffer overflowed, or the socket failed: re-check every address, then subscribe again.
+    pub fn removals(&self) -> Result<futures::stream::BoxStream<'static, IpAddr>, NetlinkError> {
+        /// Receive buffer for bursts (a node losing many addresses at once); the kernel caps it at
+        /// net.core.rmem_max.
+        const RECEIVE_BUFFER: usize = 1 << 20;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| NetlinkError::NoRuntime)?;
+        let (mut connection, _handle, messages) =
+            rtnetlink::new_multicast_connection(&[MulticastGroup::Ipv4Ifaddr, MulticastGroup::Ipv6Ifaddr])
+                .map_err(NetlinkError::Connect)?;
+        connection.socket_mut().socket_mut().set_rx_buf_sz(RECEIVE_BUFFER).map_err(NetlinkError::Connect)?;
+        let task = AbortOnDrop(runtime.spawn(connection));
+        let stream = messages
+            .map(move |(message, _)| {
+                let _keep_connection = &task;
+                match message.payload {
+                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelAddress(m)) => {
+                        Notification::Removed(message_address(&m).map(|(address, _)| address))
+                    }
+                    NetlinkPayload::Overrun(_) => Notification::Lost,
+                    _ => Notification::Removed(None),
+                }
+            })
+            .take_while(|n| futures::future::ready(!matches!(n, Notification::Lost)))
+            .filter_map(|n| {
+                futures::future::ready(match n {
+                    Notification::Removed(address) => address,
+                    Notification::Lost => None,
+                })
+            });
+        Ok(stream.boxed())
+    }
+
+    async fn create_dummy(&self, name: &str) -> Result<u32, NetlinkError> {
+        let request = self.handle.link().add(LinkDummy::new(name).up().build());
+        request
+            .execute()
+            .await
+            .map_err(|source| NetlinkError::ExtlbUnsupported { name: name.to_string(), source })?;
+        self.link_index(name).await?.ok_or_else(|| NetlinkError::ExtlbVanished { name: name.to_string() })
+    }
+
+    /// Removes an address the caller has checked is ours. The kernel (6.18) ignores IFA_PROTO on
+    /// RTM_DELADDR, so the check cannot travel with the request; the window between them is a dump's length.
+    async fn remove(&self, index: u32, address: IpAddr, prefix_len: u8) -> Result<(), NetlinkError> {
+        let mut message = AddressMessage::default();
+        message.header.family = match address {
+            IpAddr::V4(_) => AddressFamily::Inet,
+            IpAddr::V6(_) => AddressFamily::Inet6,
+        };
+        message.header.index = index;
+        message.header.prefix_len = prefix_len;
+        message.attributes.push(AddressAttribute::Local(address));
+        message.attributes.push(AddressAttribute::Address(address));
+        match self.handle.address().del(message).execute().await {
+            Ok(()) => Ok(()),
+            Err(e) if errno(&e) == Some(libc::EADDRNOTAVAIL) => Ok(()),
+            Err(e) => Err(request(self.describe(index, address, prefix_len, "removing").await, e)),
+        }
+    }
+
+    async fn addresses(&self) -> Result<Vec<KernelAddress>, NetlinkError> {
+        let messages: Vec<AddressMessage> = self
+            .handle
+            .address()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|source| request("listing addresses", source))?;
+        Ok(messages
+            .iter()
+            .filter_map(|m| {
+                let (address, ours) = message_address(m)?;
+                Some(KernelAddress {
+                    index: m.header.index,
+                    address,
+                    prefix_len: m.header.prefix_len,
+                    global: m.header.scope == AddressScope::Universe,
+                    ours,
+                })
+            })
+            .collect())
+    }
+
+    async fn link_messages(&self) -> Result<Vec<LinkMessage>, NetlinkError> {
+        self.handle
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|source| request("listing links", source))
+    }
+
+    async fn link_index(&self, name: &str) -> Result<Option<u32>, NetlinkError> {
+        Ok(self.link_messages().await?.iter().find(|l| link_name(l) == name).map(|l| l.header.index))
+    }
+
+    async fn link_name(&self, index: u32) -> Result<String, NetlinkError> {
+        self.link_messages()
+            .await?
+            .iter()
+            .find(|l| l.header.index == index)
+            .map(link_name)
+            .ok_or(NetlinkError::NoSuchLink { index })
+    }
+
+    /// "adding 192.0.2.1/24 to eth0 (index 2)", for error messages.
+    async fn describe(&self, index: u32, address: IpAddr, prefix_len: u8, verb: &str) -> String {
+        let name = self.link_name(index).await.unwrap_or_else(|_| "a missing link".to_string());
+        let preposition = if verb == "adding" { "to" } else { "from" };
+        format!("{verb} {address}/{prefix_len} {preposition} {name} (index {index})")
+    }
+}
+
+/// What one message on the address-monitoring socket means to [`Netlink::removals`].
+enum Notification {
+    Removed(Option<IpAddr>),
+    /// The kernel dropped notifications: the caller must resynchronise.
+    Lost,
+}
+
+/// Aborts a spawned task when dropped, so a dropped stream closes its netlink socket.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn request(what: impl Into<String>, source: rtnetlink::Error) -> NetlinkError {
+    NetlinkError::Request { what: what.into(), source }
+}
+
+/// The errno of a kernel refusal, if that is what `e` is.
+fn errno(e: &rtnetlink::Error) -> Option<i32> {
+    match e {
+        rtnetlink::Error::NetlinkError(m) => m.code.map(|c| -c.get()),
+        _ => None,
+    }
+}
+
+/// The interface address of a message and whether it carries our tag. IFA_LOCAL is the local end when
+/// present (IFA_ADDRESS is then the peer of a point-to-point link); IPv6 usually sends IFA_ADDRESS only.
+fn message_address(m: &AddressMessage) -> Option<(IpAddr, bool)> {
+    let mut local = None;
+    let mut address = None;
+    let mut ours = false;
+    for attribute in &m.attributes {
+        match attribute {
+            AddressAttribute::Local(a) => local = Some(*a),
+            AddressAttribute::Address(a) => address = Some(*a),
+            AddressAttribute::Protocol(p) => ours = u8::from(*p) == PURELB_ADDR_PROTO,
+            _ => {}
+        }
+    }
+    local.or(address).map(|a| (a, ours))
+}
+
+fn link_name(link: &LinkMessage) -> String {
+    link.attributes
+        .iter()
+        .find_map(|a| match a {
+            LinkAttribute::IfName(name) => Some(name.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| format!("index {}", link.header.index))
+}
+
+fn link_mac(link: &LinkMessage) -> Option<[u8; 6]> {
+    link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Address(bytes) => <[u8; 6]>::try_from(bytes.as_slice()).ok(),
+        _ => None,
+    })
+}
+
+fn is_main_default(route: &RouteMessage) -> bool {
+    let table = route
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Table(t) => Some(*t),
+            _ => None,
+        })
+        .unwrap_or(u32::from(route.header.table));
+    route.header.destination_prefix_length == 0
+        && route.header.kind == RouteType::Unicast
+        && table == u32::from(RouteHeader::RT_TABLE_MAIN)
+}
+
+/// The output link of a route: RTA_OIF, else the first next hop of a multipath route.
+fn route_oif(route: &RouteMessage) -> Option<u32> {
+    route.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Oif(index) => Some(*index),
+        RouteAttribute::MultiPath(hops) => hops.first().map(|h| h.interface_index),
+        _ => None,
+    })
+}
+
+fn route_metric(route: &RouteMessage) -> u32 {
+    route
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Priority(p) => Some(*p),
+            _ => None,
+        })
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+pub(crate) mod testns;
+
+#[cfg(test)]
+mod tests;
