@@ -16,8 +16,8 @@
 //! 5. the `externalTrafficPolicy: Local` reset, by the local winner;
 //! 6. the reports of the Services this node is the reporter of (`report`, written by `k8s`).
 //!
-//! A failed step is retried with backoff (1 s doubling to 10 s); reconciles are at least 50 ms apart
-//! so a storm of events costs one reconcile per 50 ms.
+//! A failed step is retried with backoff (1 s doubling to 10 s); reconciles are at least 10 ms apart
+//! so a storm of events costs at most one reconcile per 10 ms (events arriving meanwhile are batched).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -41,19 +41,19 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::{self, AgentConfig};
 use crate::desired::{Announced, DesiredSet, Kind, diff, takeovers};
-use crate::facts;
 use crate::k8s::{ReportWrite, Writer};
 use crate::lease::NodeLeases;
 use crate::metrics::Metrics;
 use crate::netlink::{Netlink, NetlinkError};
-use crate::report::{self, ServiceReport};
+use purelb_core::announce::facts;
+use purelb_core::announce::report::{self, ServiceReport};
 
 /// How often Lease liveness is re-judged.
 const TICK: Duration = Duration::from_millis(250);
 /// How often everything is reconciled even without events (drift repair).
 const RESYNC: Duration = Duration::from_secs(10);
 /// The shortest gap between two reconciles.
-const MIN_GAP: Duration = Duration::from_millis(50);
+const MIN_GAP: Duration = Duration::from_millis(10);
 const MIN_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// Events taken from the watches before reconciling.
@@ -424,8 +424,17 @@ impl Announcer {
             }
         };
         let d = diff(desired.targets(), &owned);
-        for o in &d.delete {
-            match netlink.delete(o.index, o.address, o.prefix_len).await {
+        let targets: Vec<(u32, IpAddr, u8)> =
+            d.delete.iter().map(|o| (o.index, o.address, o.prefix_len)).collect();
+        let results = match netlink.delete_many(&targets).await {
+            Ok(r) => r,
+            Err(e) => {
+                metrics.error("owned");
+                return Err(format!("listing addresses before deleting: {e}"));
+            }
+        };
+        for (o, result) in d.delete.iter().zip(results) {
+            match result {
                 Ok(()) => {
                     tracing::info!(ip = %o.address, interface = %o.interface, prefix_len = o.prefix_len, "withdrew address")
                 }
@@ -453,6 +462,7 @@ impl Announcer {
             Vec::new()
         };
         let mut extlb: BTreeMap<String, Result<u32, String>> = BTreeMap::new();
+        let mut adds = Vec::with_capacity(d.add.len());
         for (ip, t) in &d.add {
             let index = match t.kind {
                 Kind::Local => match links.iter().find(|l| l.name == t.interface) {
@@ -480,7 +490,20 @@ impl Announcer {
                     }
                 }
             };
-            match netlink.add(index, *ip, t.prefix_len).await {
+            adds.push((index, *ip, t));
+        }
+        let targets: Vec<(u32, IpAddr, u8)> =
+            adds.iter().map(|(index, ip, t)| (*index, *ip, t.prefix_len)).collect();
+        let results = match netlink.add_many(&targets).await {
+            Ok(r) => r,
+            Err(e) => {
+                metrics.error("add");
+                errors.push(format!("listing addresses before adding: {e}"));
+                return Ok((in_place, added, errors));
+            }
+        };
+        for ((_, ip, t), result) in adds.iter().zip(results) {
+            match result {
                 Ok(()) => {
                     tracing::info!(%ip, interface = %t.interface, prefix_len = t.prefix_len, kind = ?t.kind, "added address");
                     in_place.insert(*ip);
@@ -613,9 +636,10 @@ impl Announcer {
 /// Deletes every address the agent owns (SIGTERM). Returns how many were deleted.
 pub async fn withdraw(netlink: &Netlink) -> Result<usize, NetlinkError> {
     let owned = netlink.owned().await?;
+    let targets: Vec<(u32, IpAddr, u8)> = owned.iter().map(|o| (o.index, o.address, o.prefix_len)).collect();
     let mut n = 0;
-    for o in owned {
-        match netlink.delete(o.index, o.address, o.prefix_len).await {
+    for (o, result) in owned.iter().zip(netlink.delete_many(&targets).await?) {
+        match result {
             Ok(()) => {
                 n += 1;
                 tracing::info!(ip = %o.address, interface = %o.interface, "withdrew address");

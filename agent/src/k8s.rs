@@ -38,7 +38,7 @@ use serde_json::json;
 use tokio::sync::{Mutex, Semaphore, mpsc};
 
 use crate::metrics::Metrics;
-use crate::report::ServiceReport;
+use purelb_core::announce::report::ServiceReport;
 
 /// Field manager of the writes that are not per node (the policy reset, the Lease).
 pub const MANAGER: &str = AGENT_COMPONENT;

@@ -33,25 +33,16 @@ use purelb_core::pool::Subnet;
 use serde_json::json;
 use tokio::sync::watch;
 
+pub use purelb_core::api::node_lease::{
+    INTERFACE_ANNOTATION, LEASE_LABEL, LEASE_PREFIX, SUBNETS_ANNOTATION, format_subnets, lease_name, parse_subnets,
+};
+
 use crate::config::{self, AgentConfig};
 use crate::metrics::Metrics;
-use crate::netlink::Netlink;
 
-/// Prefix of every node Lease's name.
-pub const LEASE_PREFIX: &str = "purelb-node-";
-/// The label (key, value) that marks node Leases, so the watch sees only them.
-pub const LEASE_LABEL: (&str, &str) = ("purelb.io/lease", "node");
-/// Lease annotation: the LAN subnets, comma-separated CIDRs.
-pub const SUBNETS_ANNOTATION: &str = "purelb.io/subnets";
-/// Lease annotation: the LAN interface's name.
-pub const INTERFACE_ANNOTATION: &str = "purelb.io/interface";
 /// Field manager of the Lease writes.
 pub const MANAGER: &str = purelb_core::api::AGENT_COMPONENT;
-
-/// The name of `node`'s Lease.
-pub fn lease_name(node: &str) -> String {
-    format!("{LEASE_PREFIX}{node}")
-}
+use crate::netlink::Netlink;
 
 /// The LAN as this node reports it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -62,23 +53,6 @@ pub struct LanFacts {
     pub subnets: Vec<Subnet>,
 }
 
-/// `192.0.2.0/24,2001:db8:0:1::/64`.
-pub fn format_subnets(subnets: &[Subnet]) -> String {
-    subnets.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
-}
-
-/// Parses [`SUBNETS_ANNOTATION`]: the subnets read, and the entries that are not CIDRs.
-pub fn parse_subnets(text: &str) -> (Vec<Subnet>, Vec<String>) {
-    let (mut good, mut bad) = (Vec::new(), Vec::new());
-    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        match Subnet::parse(part) {
-            Ok(s) if !good.contains(&s) => good.push(s),
-            Ok(_) => {}
-            Err(_) => bad.push(part.to_string()),
-        }
-    }
-    (good, bad)
-}
 
 /// The server-side apply body of `node`'s Lease.
 pub fn lease_body(

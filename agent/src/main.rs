@@ -2,10 +2,9 @@
 //! A thin shell: flags, logging, admin server, the node Lease, six watches — and
 //! `purelb_core::announce` decides.
 //!
-//! Modules: `announcer` (the loop), `desired` (desired set and kernel diff), `facts` (watched objects →
-//! core inputs), `report` (who reports a Service and what), `k8s` (API writes), `lease` (node Lease
-//! renewal and liveness), `config` (LBNodeAgent → interfaces), `metrics`, and the kernel adapters
-//! `netlink` and `garp`.
+//! Modules: `announcer` (the loop), `desired` (desired set and kernel diff), `k8s` (API writes), `lease`
+//! (node Lease renewal and liveness), `config` (LBNodeAgent → interfaces), `metrics`, and the kernel
+//! adapters `netlink` and `garp`. What it decides comes from `purelb_core::announce` (`facts`, `report`).
 //!
 //! Shutdown (SIGTERM): stop reconciling, withdraw every address the agent owns, then delete the node
 //! Lease (the others take over at once on its deletion), then exit. A second signal exits at once.
@@ -17,13 +16,11 @@
 mod announcer;
 mod config;
 mod desired;
-mod facts;
 mod garp;
 mod k8s;
 mod lease;
 mod metrics;
 mod netlink;
-mod report;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -37,6 +34,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::core::PartialObjectMeta;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
+use purelb_core::announce::facts;
 use purelb_core::api::{LBNodeAgent, ServiceGroup};
 use tokio::sync::{mpsc, watch};
 

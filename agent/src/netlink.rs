@@ -203,13 +203,38 @@ impl Netlink {
     /// Adds `address/prefix_len` to link `index`, tagged as ours (IPv6 without DAD). Already there and
     /// ours is success; ours with another prefix length is replaced. Present anywhere without our tag is
     /// an error, and that address is left alone.
+    /// Applies [`Netlink::add`] to many addresses with one listing of the kernel's addresses, so that
+    /// adding n addresses costs n requests, not n listings of n addresses.
+    pub async fn add_many(
+        &self,
+        targets: &[(u32, IpAddr, u8)],
+    ) -> Result<Vec<Result<(), NetlinkError>>, NetlinkError> {
+        let listing = self.addresses().await?;
+        let mut out = Vec::with_capacity(targets.len());
+        for &(index, address, prefix_len) in targets {
+            out.push(self.add_one(&listing, index, address, prefix_len).await);
+        }
+        Ok(out)
+    }
+
+    /// One address: see [`Netlink::add_many`].
+    #[cfg(test)]
     pub async fn add(&self, index: u32, address: IpAddr, prefix_len: u8) -> Result<(), NetlinkError> {
-        let same: Vec<KernelAddress> =
-            self.addresses().await?.into_iter().filter(|a| a.address == address).collect();
+        self.add_many(&[(index, address, prefix_len)]).await?.pop().unwrap_or(Ok(()))
+    }
+
+    async fn add_one(
+        &self,
+        listing: &[KernelAddress],
+        index: u32,
+        address: IpAddr,
+        prefix_len: u8,
+    ) -> Result<(), NetlinkError> {
+        let same: Vec<&KernelAddress> = listing.iter().filter(|a| a.address == address).collect();
         if let Some(theirs) = same.iter().find(|a| !a.ours) {
             return Err(NetlinkError::NotOurs { address, interface: self.link_name(theirs.index).await? });
         }
-        let here: Vec<&KernelAddress> = same.iter().filter(|a| a.index == index).collect();
+        let here: Vec<&KernelAddress> = same.iter().copied().filter(|a| a.index == index).collect();
         if here.iter().any(|a| a.prefix_len == prefix_len) {
             return Ok(());
         }
@@ -239,23 +264,37 @@ impl Netlink {
         }
     }
 
-    /// Removes `address/prefix_len` from link `index` if it is ours. Absent is success; present without
-    /// our tag is an error, and the address stays.
-    pub async fn delete(&self, index: u32, address: IpAddr, prefix_len: u8) -> Result<(), NetlinkError> {
-        let here: Vec<KernelAddress> = self
-            .addresses()
-            .await?
-            .into_iter()
-            .filter(|a| a.index == index && a.address == address)
-            .collect();
-        match here.iter().find(|a| a.prefix_len == prefix_len) {
-            Some(a) if a.ours => self.remove(index, address, prefix_len).await,
-            Some(_) => Err(NetlinkError::NotOurs { address, interface: self.link_name(index).await? }),
-            None if here.iter().any(|a| !a.ours) => {
-                Err(NetlinkError::NotOurs { address, interface: self.link_name(index).await? })
-            }
-            None => Ok(()),
+    /// Deletes addresses, each only if the kernel shows it tagged ours: absent is fine, untagged is
+    /// refused with [`NetlinkError::NotOurs`] (never remove what we did not add). One listing serves
+    /// them all, so withdrawing n addresses costs n requests, not n listings of n addresses. Kernel 6.18
+    /// ignores the tag on deletion, so the check is this listing; the window between is small.
+    pub async fn delete_many(
+        &self,
+        targets: &[(u32, IpAddr, u8)],
+    ) -> Result<Vec<Result<(), NetlinkError>>, NetlinkError> {
+        let here = self.addresses().await?;
+        let mut out = Vec::with_capacity(targets.len());
+        for &(index, address, prefix_len) in targets {
+            let same: Vec<&KernelAddress> =
+                here.iter().filter(|a| a.index == index && a.address == address).collect();
+            out.push(match same.iter().find(|a| a.prefix_len == prefix_len) {
+                Some(a) if a.ours => self.remove(index, address, prefix_len).await,
+                Some(_) => self.not_ours(index, address).await,
+                None if same.iter().any(|a| !a.ours) => self.not_ours(index, address).await,
+                None => Ok(()),
+            });
         }
+        Ok(out)
+    }
+
+    /// One address: see [`Netlink::delete_many`].
+    #[cfg(test)]
+    pub async fn delete(&self, index: u32, address: IpAddr, prefix_len: u8) -> Result<(), NetlinkError> {
+        self.delete_many(&[(index, address, prefix_len)]).await?.pop().unwrap_or(Ok(()))
+    }
+
+    async fn not_ours(&self, index: u32, address: IpAddr) -> Result<(), NetlinkError> {
+        Err(NetlinkError::NotOurs { address, interface: self.link_name(index).await? })
     }
 
     /// Addresses removed from any link (RTM_DELADDR), by anyone, including this agent. The subscription

@@ -16,6 +16,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource};
 use purelb_core::allocate::ServiceKey;
+pub use purelb_core::announce::facts::ingress_ips;
 use purelb_core::api::{ALLOCATED_BY_VALUE, ALLOCATOR_COMPONENT, ServiceGroup, annotations, conditions};
 use serde_json::json;
 use tokio::sync::{Mutex, Semaphore, mpsc};
@@ -47,16 +48,6 @@ impl Desired {
             .unwrap_or((false, String::new(), String::new()));
         Desired { ips, group, condition }
     }
-}
-
-/// The IPs of `status.loadBalancer.ingress`.
-pub fn ingress_ips(svc: &Service) -> Vec<IpAddr> {
-    svc.status
-        .as_ref()
-        .and_then(|s| s.load_balancer.as_ref())
-        .and_then(|lb| lb.ingress.as_ref())
-        .map(|ing| ing.iter().filter_map(|i| i.ip.as_deref()?.parse().ok()).collect())
-        .unwrap_or_default()
 }
 
 fn our_condition(svc: &Service) -> Option<&Condition> {

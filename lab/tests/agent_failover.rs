@@ -125,7 +125,9 @@ async fn sigterm_hands_a_local_address_over_with_gratuitous_arp() {
     let new = wait_new_holder(net, &ip, &old).await;
     let took = t0.elapsed();
     eprintln!("graceful handover {old} -> {new}: {took:?}");
-    assert_eq!(holders(net, &ip).await.len(), 1, "never two holders in steady state");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let now = holders(net, &ip).await;
+    assert_eq!(now.len(), 1, "never two holders in steady state: {now:?} (old {old}, new {new})");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let frames = capture.text();
     let mac = mac_of(net, &new);

@@ -10,9 +10,12 @@
 //! - A local address with `externalTrafficPolicy: Local`: announced as Cluster, and the decision says
 //!   the policy must be reset (the seed: "PureLB will reset External Traffic Policy to Cluster").
 //!
-//! Every answer carries its reasons so that `explain` can show them.
+//! Every answer carries its reasons so that `explain` can show them. [`facts`] turns watched objects
+//! into these inputs; [`report`] decides which agent reports a Service's announcement and what it shows.
 
 mod election;
+pub mod facts;
+pub mod report;
 #[cfg(test)]
 mod tests;
 

@@ -2,6 +2,7 @@
 //! reads and writes, the load balancer class, event reasons and condition types/reasons.
 
 mod lb_node_agent;
+pub mod node_lease;
 mod service_group;
 
 pub use lb_node_agent::{LBNodeAgent, LBNodeAgentLocal, LBNodeAgentSpec};

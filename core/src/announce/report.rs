@@ -23,11 +23,11 @@ use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::Service;
 use kube::ResourceExt;
-use purelb_core::announce::{
+use crate::announce::{
     AddressPlan, NodeFacts, Placement, ServiceFacts, elect, election_hash, plan_for_node,
 };
-use purelb_core::api::{annotations, conditions};
-use purelb_core::pool::{Family, PoolConfig};
+use crate::api::{annotations, conditions};
+use crate::pool::{Family, PoolConfig};
 
 /// Condition reason: every address is announced by some node.
 pub const REASON_ANNOUNCED: &str = "Announced";
@@ -192,7 +192,7 @@ fn why_not(ip: IpAddr, i: usize, plans: &[(&NodeFacts, Vec<AddressPlan>)]) -> St
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use purelb_core::pool::Subnet;
+    use crate::pool::Subnet;
     use std::collections::BTreeSet;
 
     fn ip(s: &str) -> IpAddr {

@@ -1,4 +1,4 @@
-//! The watched objects turned into `purelb_core::announce`'s inputs. Pure: no I/O.
+//! The watched objects turned into `crate::announce`'s inputs. Pure: no I/O.
 //!
 //! - [`is_ours`]: a `type: LoadBalancer` Service marked `purelb.io/allocated-by: PureLB` with at least
 //!   one ingress IP. Anything else is not the agent's business (the allocator decides ownership).
@@ -16,10 +16,10 @@ use std::net::IpAddr;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::ResourceExt;
-use purelb_core::allocate::ServiceKey;
-use purelb_core::announce::ServiceFacts;
-use purelb_core::api::{ALLOCATED_BY_VALUE, DeclaredFamily, ServiceGroup, annotations};
-use purelb_core::pool::{Family, PoolConfig};
+use crate::allocate::ServiceKey;
+use crate::announce::ServiceFacts;
+use crate::api::{ALLOCATED_BY_VALUE, DeclaredFamily, ServiceGroup, annotations};
+use crate::pool::{Family, PoolConfig};
 
 /// The label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -100,7 +100,7 @@ mod tests {
     use k8s_openapi::api::core::v1::{LoadBalancerIngress, LoadBalancerStatus, ServiceSpec, ServiceStatus};
     use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions};
     use kube::api::ObjectMeta;
-    use purelb_core::api::{PoolSpec, ServiceGroupLocal, ServiceGroupSpec};
+    use crate::api::{PoolSpec, ServiceGroupLocal, ServiceGroupSpec};
 
     fn svc(name: &str, ips: &[&str], marked: bool, etp: &str) -> Service {
         Service {

@@ -1,0 +1,170 @@
+//! Node-agent benchmark in the lab (not a test): create → address on the winner's interface, delete →
+//! gone everywhere, graceful handover (SIGTERM winner → address on the new winner), abrupt loss (link
+//! cut + SIGKILL → new winner), and agent restart with 1,000 addresses → kernel state converged.
+//! Prints p50/p99. Run: `cargo build --release --bins && cargo bench -p purelb-lab --bench agent`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{Api, DeleteParams};
+use purelb_core::api::annotations;
+use purelb_lab::{ControlPlane, Network, NetworkConfig, TestNamespace};
+
+fn report(name: &str, mut lat: Vec<Duration>) {
+    lat.sort();
+    let pct = |p: f64| lat[(((lat.len() - 1) as f64) * p).round() as usize].as_secs_f64() * 1e3;
+    println!("{name}: n={} p50={:.1} ms p99={:.1} ms max={:.1} ms", lat.len(), pct(0.5), pct(0.99), pct(1.0));
+}
+
+/// Polls (every 1 ms, at most 60 s) until `done` holds for the nodes' addresses of `ip`.
+async fn until(net: &Network, ip: &str, done: impl Fn(&[(String, String, u8)]) -> bool) -> Instant {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if done(&holders(net, ip).await) {
+            return Instant::now();
+        }
+        assert!(Instant::now() < deadline, "{ip}: no convergence within 60 s");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+async fn start_agents(lab: &ControlPlane, net: &Network) -> Vec<Agent> {
+    let mut v = Vec::new();
+    for n in ["node1", "node2", "node3"] {
+        v.push(start_agent(lab, net, n, &["--log-format=text"]).await);
+    }
+    for a in &v {
+        wait_agent_ready(a).await;
+    }
+    v
+}
+
+#[tokio::main]
+async fn main() {
+    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let lab = ControlPlane::start().await.expect("lab");
+    let _alloc = start_allocator(&lab, "bench-allocator", &["--log-format=text"], true).await;
+    let net = Network::create(&lab, NetworkConfig { nodes: 3 }).await.expect("network");
+    let mut agents = start_agents(&lab, &net).await;
+    let client = lab.admin_client().await.unwrap();
+    let ns = TestNamespace::new(&client, "bench").await.unwrap();
+    create_group(
+        &client,
+        ns.name(),
+        &group("b-local", Some(("192.0.2.0/24", "192.0.2.200-192.0.2.220", "default")), None),
+    )
+    .await;
+    create_group(
+        &client,
+        ns.name(),
+        &group("b-routed", Some(("198.19.0.0/16", "198.19.0.0/16", "/32")), None),
+    )
+    .await;
+    let api: Api<Service> = Api::namespaced(client.clone(), ns.name());
+
+    // create → on the winner's eth0; delete → gone everywhere.
+    let (mut up, mut down, mut up_routed) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..rounds {
+        let name = format!("local-{i}");
+        let t0 = Instant::now();
+        create(&api, &lb_service(&name, 80, &[(annotations::SERVICE_GROUP, "b-local")], "")).await;
+        let ip = ingress(&wait_ingress(&api, &name, 1).await)[0].clone();
+        up.push(until(&net, &ip, |h| h.len() == 1).await - t0);
+        let t0 = Instant::now();
+        api.delete(&name, &DeleteParams::default()).await.unwrap();
+        down.push(until(&net, &ip, |h| h.is_empty()).await - t0);
+
+        let name = format!("routed-{i}");
+        let t0 = Instant::now();
+        create(&api, &lb_service(&name, 80, &[(annotations::SERVICE_GROUP, "b-routed")], "")).await;
+        let ip = ingress(&wait_ingress(&api, &name, 1).await)[0].clone();
+        up_routed.push(until(&net, &ip, |h| h.len() == 3).await - t0);
+        api.delete(&name, &DeleteParams::default()).await.unwrap();
+    }
+    report("agent/create->address on the winner's eth0 (local)", up);
+    report("agent/delete->gone from every node (local)", down);
+    report("agent/create->address on kube-lb0 of all 3 nodes (routed)", up_routed);
+
+    // Graceful handover and abrupt loss of the winner of one local address.
+    create(&api, &lb_service("ha", 80, &[(annotations::SERVICE_GROUP, "b-local")], "")).await;
+    let ip = ingress(&wait_ingress(&api, "ha", 1).await)[0].clone();
+    let (mut graceful, mut abrupt) = (Vec::new(), Vec::new());
+    for round in 0..(rounds / 2).max(3) {
+        until(&net, &ip, |h| h.len() == 1).await;
+        let old = holders(&net, &ip).await[0].0.clone();
+        let i = agents.iter().position(|a| a.node == old).unwrap();
+        let cut = round % 2 == 1;
+        let t0 = Instant::now();
+        if cut {
+            net.node(&old).unwrap().set_link(false).await.unwrap();
+            agents[i].child.kill().unwrap();
+        } else {
+            agents[i].child.terminate().await.unwrap();
+        }
+        let t = until(&net, &ip, |h| h.iter().any(|(n, i, _)| *n != old && i == "eth0")).await - t0;
+        if cut {
+            abrupt.push(t);
+            net.node(&old).unwrap().set_link(true).await.unwrap();
+        } else {
+            graceful.push(t);
+        }
+        agents[i] = start_agent(&lab, &net, &old, &["--log-format=text"]).await;
+        wait_agent_ready(&agents[i]).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    report("agent/graceful handover (SIGTERM winner -> address on the new winner)", graceful);
+    report("agent/abrupt loss (link cut + SIGKILL -> address on the new winner)", abrupt);
+
+    // Restart with 1,000 routed addresses: withdrawn by SIGTERM, back on kube-lb0 after a new start.
+    let n = 1000;
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let api = api.clone();
+            async move {
+                create(
+                    &api,
+                    &lb_service(&format!("many-{i}"), 80, &[(annotations::SERVICE_GROUP, "b-routed")], ""),
+                )
+                .await
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await;
+    let node1 = net.node("node1").unwrap();
+    let on_node1 = || async {
+        node1
+            .addresses()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|a| a.interface == "kube-lb0" && a.ip.to_string().starts_with("198.19."))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while on_node1().await < n {
+        assert!(Instant::now() < deadline, "1,000 addresses never all reached node1");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    agents[0].child.terminate().await.unwrap();
+    assert_eq!(on_node1().await, 0, "SIGTERM withdraws everything");
+    let t0 = Instant::now();
+    agents[0] = start_agent(&lab, &net, "node1", &["--log-format=text"]).await;
+    while on_node1().await < n {
+        assert!(Instant::now() < deadline, "the restarted agent never converged");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    println!(
+        "agent/restart with {n} addresses: all back on kube-lb0 {:.0} ms after the process started (includes start-up, watches' initial lists, Lease)",
+        t0.elapsed().as_secs_f64() * 1e3
+    );
+    for a in agents {
+        a.child.terminate().await.ok();
+    }
+}
