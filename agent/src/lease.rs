@@ -34,7 +34,8 @@ use serde_json::json;
 use tokio::sync::watch;
 
 pub use purelb_core::api::node_lease::{
-    INTERFACE_ANNOTATION, LEASE_LABEL, LEASE_PREFIX, SUBNETS_ANNOTATION, format_subnets, lease_name, parse_subnets,
+    INTERFACE_ANNOTATION, LEASE_LABEL, LEASE_PREFIX, SUBNETS_ANNOTATION, format_subnets, lease_name,
+    parse_subnets,
 };
 
 use crate::config::{self, AgentConfig};
@@ -52,7 +53,6 @@ pub struct LanFacts {
     /// Its subnets.
     pub subnets: Vec<Subnet>,
 }
-
 
 /// The server-side apply body of `node`'s Lease.
 pub fn lease_body(

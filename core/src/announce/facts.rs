@@ -13,13 +13,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::ResourceExt;
 use crate::allocate::ServiceKey;
 use crate::announce::ServiceFacts;
 use crate::api::{ALLOCATED_BY_VALUE, DeclaredFamily, ServiceGroup, annotations};
 use crate::pool::{Family, PoolConfig};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::ResourceExt;
 
 /// The label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -97,10 +97,10 @@ pub fn pools<'a>(groups: impl IntoIterator<Item = &'a ServiceGroup>) -> Vec<Pool
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::api::{PoolSpec, ServiceGroupLocal, ServiceGroupSpec};
     use k8s_openapi::api::core::v1::{LoadBalancerIngress, LoadBalancerStatus, ServiceSpec, ServiceStatus};
     use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions};
     use kube::api::ObjectMeta;
-    use crate::api::{PoolSpec, ServiceGroupLocal, ServiceGroupSpec};
 
     fn svc(name: &str, ips: &[&str], marked: bool, etp: &str) -> Service {
         Service {

@@ -21,13 +21,11 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use k8s_openapi::api::core::v1::Service;
-use kube::ResourceExt;
-use crate::announce::{
-    AddressPlan, NodeFacts, Placement, ServiceFacts, elect, election_hash, plan_for_node,
-};
+use crate::announce::{AddressPlan, NodeFacts, Placement, ServiceFacts, elect, election_hash, plan_for_node};
 use crate::api::{annotations, conditions};
 use crate::pool::{Family, PoolConfig};
+use k8s_openapi::api::core::v1::Service;
+use kube::ResourceExt;
 
 /// Condition reason: every address is announced by some node.
 pub const REASON_ANNOUNCED: &str = "Announced";
