@@ -2,7 +2,8 @@
 # The one command that runs every check and test of purelb-rs, failing at the first error:
 #   formatting, clippy (warnings are errors), the build of every binary, and `cargo test --workspace`
 #   (unit tests and the lab's end-to-end tests against a real etcd + kube-apiserver).
-# Prerequisite: the lab's upstream binaries, built once by lab/upstream/build.sh (needs Go); .ci/run
+# Prerequisite: the lab's upstream binaries, built once by lab/upstream/build.sh (needs Go; so does
+# krew/build-validator.sh, which builds krew's manifest validator); .ci/run
 # installs everything else a fresh machine needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,6 +40,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 stage "cargo build --workspace --bins"
 cargo build --workspace --bins
+
+stage "krew manifest (krew's own validate-krew-manifest and krew install; krew/check.sh)"
+bash krew/check.sh target/debug
 
 stage "cargo test --workspace"
 cargo test --workspace

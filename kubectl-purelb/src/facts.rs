@@ -1,0 +1,326 @@
+//! Kubernetes objects turned into purelb-core's inputs, the way the allocator and the agent turn them.
+//! Pure: no I/O; "now" is passed in.
+//!
+//! - [`ingress_ips`], [`rebuild_index`]: the allocator's index, rebuilt as the allocator rebuilds it at
+//!   start-up (every group; every PureLB Service's ingress claimed oldest first).
+//! - [`group_pools`]: a group's pools, each parsed by core or with core's error (`validate`, `sg create`).
+//! - [`LbnaSettings`]: the LBNodeAgent that configures the agents (which one, and its `extlbint`).
+//! - [`node_facts`]: `NodeFacts` from the node Leases (`purelb-node-<node>`) and Node labels, with the
+//!   reason for each node's liveness.
+//!
+//! The agent's other inputs (EndpointSlices, every group's pools, ingress) come from
+//! `purelb_core::announce::facts`, as the agent takes them. The rules here still have private twins that
+//! could move to core: `controller/src/allocator.rs::rebuild` (the rebuild order), `agent/src/config.rs`
+//! (which LBNodeAgent) and `agent/src/lease.rs` (reading a node Lease).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::ResourceExt;
+use purelb_core::allocate::{
+    AllocationIndex, ClaimConflict, Ownership, ServiceKey, ServiceRequest, ownership,
+};
+use purelb_core::announce::{EXCLUDE_LABEL, NodeFacts};
+use purelb_core::api::{DeclaredFamily, LBNodeAgent, ServiceGroup, annotations};
+use purelb_core::pool::{Family, PoolConfig, Subnet};
+use serde::{Deserialize, Serialize};
+
+/// Prefix of the agents' node Leases.
+pub const LEASE_PREFIX: &str = "purelb-node-";
+/// Lease annotation: the node's LAN subnets, comma-separated CIDRs.
+pub const SUBNETS_ANNOTATION: &str = "purelb.io/subnets";
+/// Lease annotation: the node's LAN interface.
+pub const INTERFACE_ANNOTATION: &str = "purelb.io/interface";
+/// The interface non-local addresses go to when no LBNodeAgent says otherwise.
+pub const DEFAULT_EXTLBINT: &str = "kube-lb0";
+
+/// The IPs of `status.loadBalancer.ingress` (core's reading, shared with the agent).
+pub use purelb_core::announce::facts::ingress_ips;
+
+/// An annotation of `svc`.
+pub fn annotation<'a>(svc: &'a Service, key: &str) -> Option<&'a str> {
+    svc.metadata.annotations.as_ref()?.get(key).map(String::as_str)
+}
+
+/// The allocator's index rebuilt from `groups` and `services`, leaving out `skip`; with the claims that
+/// conflicted (the Service that claimed second, oldest first, is the one in conflict).
+pub fn rebuild_index(
+    groups: &[ServiceGroup],
+    services: &[Service],
+    classless_ours: bool,
+    skip: Option<&ServiceKey>,
+) -> (AllocationIndex, BTreeMap<ServiceKey, Vec<ClaimConflict>>) {
+    let mut index = AllocationIndex::new();
+    for g in groups {
+        index.set_group(&g.namespace().unwrap_or_default(), &g.name_any(), &g.spec);
+    }
+    let mut ours: Vec<&Service> = services
+        .iter()
+        .filter(|s| ownership(s, classless_ours) == Ownership::Ours)
+        .filter(|s| Some(&ServiceKey::of(s)) != skip)
+        .collect();
+    // The allocator's order: oldest first; within a second, the one PureLB marked before one it did not;
+    // then by name.
+    ours.sort_by_cached_key(|s| {
+        let ts = s.metadata.creation_timestamp.as_ref().map(|t| t.0);
+        let unmarked = !s.annotations().contains_key(annotations::ALLOCATED_BY);
+        (ts, unmarked, ServiceKey::of(s))
+    });
+    let mut conflicts = BTreeMap::new();
+    for svc in ours {
+        let ips = ingress_ips(svc);
+        if ips.is_empty() {
+            continue;
+        }
+        let found = index.claim(&ServiceRequest::lenient(svc), &ips);
+        if !found.is_empty() {
+            conflicts.insert(ServiceKey::of(svc), found);
+        }
+    }
+    (index, conflicts)
+}
+
+/// The pools of a group with the family their place declares, each parsed by core (or its error).
+pub fn group_pools(g: &ServiceGroup) -> Vec<(String, Result<PoolConfig, String>)> {
+    let Some(local) = &g.spec.local else { return Vec::new() };
+    let specs = match local.pools() {
+        Ok(specs) => specs,
+        Err(e) => return vec![("spec.local".to_string(), Err(e.to_string()))],
+    };
+    specs
+        .into_iter()
+        .map(|(field, declared, p)| {
+            let family = match declared {
+                DeclaredFamily::V4 => Some(Family::V4),
+                DeclaredFamily::V6 => Some(Family::V6),
+                DeclaredFamily::Any => None,
+            };
+            let parsed =
+                PoolConfig::parse(&p.subnet, &p.pool, &p.aggregation, family).map_err(|e| e.to_string());
+            (field, parsed)
+        })
+        .collect()
+}
+
+/// The agents' settings: from the LBNodeAgent named `default` in the install namespace, else the first by
+/// name there, else the defaults.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LbnaSettings {
+    /// `namespace/name` of the LBNodeAgent used, if any.
+    pub from: Option<String>,
+    /// `localint`.
+    pub localint: String,
+    /// `extlbint`: where non-local addresses go.
+    pub extlbint: String,
+}
+
+impl LbnaSettings {
+    /// The settings the agents in `namespace` use.
+    pub fn select(agents: &[LBNodeAgent], namespace: &str) -> LbnaSettings {
+        let mut here: Vec<&LBNodeAgent> =
+            agents.iter().filter(|a| a.namespace().as_deref() == Some(namespace)).collect();
+        here.sort_by_key(|a| (a.name_any() != "default", a.name_any()));
+        match here.first() {
+            Some(a) => {
+                let local = a.spec.local.clone().unwrap_or_default();
+                LbnaSettings {
+                    from: Some(format!("{namespace}/{}", a.name_any())),
+                    localint: local.localint,
+                    extlbint: local.extlbint,
+                }
+            }
+            None => {
+                LbnaSettings { from: None, localint: "default".into(), extlbint: DEFAULT_EXTLBINT.into() }
+            }
+        }
+    }
+}
+
+/// A node described directly (the offline `--nodes` file's simple form), instead of by Node and Lease.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeclaredNode {
+    /// The node's name.
+    pub name: String,
+    /// Its LAN interface.
+    #[serde(default)]
+    pub interface: String,
+    /// Its LAN subnets (CIDRs).
+    #[serde(default)]
+    pub subnets: Vec<String>,
+    /// Whether its agent is alive (default true).
+    #[serde(default = "yes")]
+    pub live: bool,
+    /// Whether it carries the exclude-from-external-load-balancers label (default false).
+    #[serde(default)]
+    pub excluded: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// What a node Lease says, read once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaseReading {
+    /// `holderIdentity`.
+    pub holder: Option<String>,
+    /// `renewTime`.
+    pub renew_time: Option<String>,
+    /// `leaseDurationSeconds`.
+    pub duration_seconds: Option<i32>,
+    /// `renewTime + leaseDurationSeconds`.
+    pub expires: Option<String>,
+    /// Entries of `purelb.io/subnets` that are not CIDRs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bad_subnets: Vec<String>,
+}
+
+/// One node as PureLB sees it, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeReport {
+    /// The node.
+    pub name: String,
+    /// Live, as far as a one-shot reader can tell.
+    pub live: bool,
+    /// Why (not).
+    pub why: String,
+    /// The LAN interface its agent reports.
+    pub interface: String,
+    /// The LAN subnets its agent reports.
+    pub subnets: Vec<String>,
+    /// Carries the exclude label.
+    pub excluded: bool,
+    /// A Node object exists.
+    pub has_node_object: bool,
+    /// The Lease, when there is one.
+    pub lease: Option<LeaseReading>,
+}
+
+/// Node facts for core and a report per node, sorted by name: from Node objects (labels), their agents'
+/// Leases, and declared nodes (which win over both). Liveness: `renewTime + leaseDurationSeconds` not
+/// before `now` and a holder set.
+pub fn node_facts(
+    nodes: &[Node],
+    leases: &[Lease],
+    declared: &[DeclaredNode],
+    now: Timestamp,
+) -> (Vec<NodeFacts>, Vec<NodeReport>) {
+    let mut by_name: BTreeMap<String, (Option<&Node>, Option<&Lease>)> = BTreeMap::new();
+    for n in nodes {
+        by_name.entry(n.name_any()).or_default().0 = Some(n);
+    }
+    for l in leases {
+        if let Some(node) = l.name_any().strip_prefix(LEASE_PREFIX).filter(|n| !n.is_empty()) {
+            by_name.entry(node.to_string()).or_default().1 = Some(l);
+        }
+    }
+    let mut facts = Vec::new();
+    let mut reports = Vec::new();
+    for d in declared {
+        by_name.remove(&d.name);
+        let subnets: Vec<Subnet> = d.subnets.iter().filter_map(|s| Subnet::parse(s).ok()).collect();
+        facts.push(NodeFacts {
+            name: d.name.clone(),
+            subnets: subnets.clone(),
+            interface: d.interface.clone(),
+            live: d.live,
+            excluded: d.excluded,
+        });
+        reports.push(NodeReport {
+            name: d.name.clone(),
+            live: d.live,
+            why: format!("declared {} in the nodes file", if d.live { "live" } else { "not live" }),
+            interface: d.interface.clone(),
+            subnets: subnets.iter().map(ToString::to_string).collect(),
+            excluded: d.excluded,
+            has_node_object: false,
+            lease: None,
+        });
+    }
+    for (name, (node, lease)) in by_name {
+        let excluded = node.is_some_and(|n| n.labels().contains_key(EXCLUDE_LABEL));
+        let (live, why, interface, subnets, reading) = match lease {
+            None => (
+                false,
+                format!("no Lease {LEASE_PREFIX}{name}: no agent runs on it"),
+                String::new(),
+                vec![],
+                None,
+            ),
+            Some(l) => read_lease(l, now),
+        };
+        facts.push(NodeFacts {
+            name: name.clone(),
+            subnets: subnets.clone(),
+            interface: interface.clone(),
+            live,
+            excluded,
+        });
+        reports.push(NodeReport {
+            name,
+            live,
+            why,
+            interface,
+            subnets: subnets.iter().map(ToString::to_string).collect(),
+            excluded,
+            has_node_object: node.is_some(),
+            lease: reading,
+        });
+    }
+    facts.sort_by(|a, b| a.name.cmp(&b.name));
+    reports.sort_by(|a, b| a.name.cmp(&b.name));
+    (facts, reports)
+}
+
+type LeaseRead = (bool, String, String, Vec<Subnet>, Option<LeaseReading>);
+
+fn read_lease(lease: &Lease, now: Timestamp) -> LeaseRead {
+    let ann = lease.annotations();
+    let interface = ann.get(INTERFACE_ANNOTATION).cloned().unwrap_or_default();
+    let (mut subnets, mut bad) = (Vec::new(), Vec::new());
+    for part in ann.get(SUBNETS_ANNOTATION).map_or("", String::as_str).split(',').map(str::trim) {
+        if part.is_empty() {
+            continue;
+        }
+        match Subnet::parse(part) {
+            Ok(s) if !subnets.contains(&s) => subnets.push(s),
+            Ok(_) => {}
+            Err(_) => bad.push(part.to_string()),
+        }
+    }
+    let spec = lease.spec.clone().unwrap_or_default();
+    let holder = spec.holder_identity.filter(|h| !h.is_empty());
+    let renew = spec.renew_time.map(|t| t.0);
+    let duration = spec.lease_duration_seconds;
+    let expires = match (renew, duration) {
+        (Some(r), Some(d)) => r.checked_add(SignedDuration::from_secs(i64::from(d))).ok(),
+        _ => None,
+    };
+    let (live, why) = match (&holder, expires) {
+        (None, _) => (false, "its Lease has no holder (the agent released it)".to_string()),
+        (Some(_), None) => (false, "its Lease has no renewTime or leaseDurationSeconds".to_string()),
+        (Some(_), Some(e)) if e < now => {
+            (false, format!("its Lease expired at {e} (renewTime + leaseDurationSeconds is past)"))
+        }
+        (Some(_), Some(e)) => {
+            (true, format!("its Lease is current until {e} (renewTime + leaseDurationSeconds)"))
+        }
+    };
+    let reading = LeaseReading {
+        holder,
+        renew_time: renew.map(|r| r.to_string()),
+        duration_seconds: duration,
+        expires: expires.map(|e| e.to_string()),
+        bad_subnets: bad,
+    };
+    (live, why, interface, subnets, Some(reading))
+}
+
+#[cfg(test)]
+mod tests;

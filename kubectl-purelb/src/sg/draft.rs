@@ -1,0 +1,207 @@
+//! A ServiceGroup being written, and the checks each answer or flag goes through before it is accepted:
+//! the name (a DNS subdomain, not taken in any namespace), each pool (core's own `PoolConfig::parse`, then
+//! no overlap with another group's pools), and the default subnet (the nodes' InternalIP /24 or /64).
+//! Pure.
+
+use std::net::IpAddr;
+
+use k8s_openapi::api::core::v1::Node;
+use kube::ResourceExt;
+use purelb_core::api::{PoolSpec, ServiceGroup, ServiceGroupLocal, ServiceGroupSpec};
+use purelb_core::pool::{AddressRange, Family, PoolConfig, Subnet};
+
+use crate::facts;
+
+/// The group as answered so far.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Draft {
+    pub name: String,
+    pub namespace: String,
+    pub v4: Option<PoolSpec>,
+    pub v6: Option<PoolSpec>,
+}
+
+impl Draft {
+    /// The ServiceGroup object.
+    pub fn group(&self) -> ServiceGroup {
+        let mut g = ServiceGroup::new(
+            &self.name,
+            ServiceGroupSpec {
+                local: Some(ServiceGroupLocal {
+                    v4pools: self.v4.iter().cloned().collect(),
+                    v6pools: self.v6.iter().cloned().collect(),
+                    ..Default::default()
+                }),
+            },
+        );
+        g.metadata.namespace = Some(self.namespace.clone());
+        g
+    }
+}
+
+/// The name is a DNS subdomain and no group has it (names are cluster-wide).
+pub fn check_name(name: &str, existing: &[ServiceGroup]) -> Result<(), String> {
+    let name = name.trim();
+    let ok_chars = name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+    let ends = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if name.is_empty()
+        || name.len() > 253
+        || !ok_chars
+        || !ends(name.chars().next())
+        || !ends(name.chars().last())
+    {
+        return Err(format!(
+            "{name:?} is not a valid name: lower-case letters, digits, '-' and '.', starting and ending with a letter or digit"
+        ));
+    }
+    if let Some(g) = existing.iter().find(|g| g.name_any() == name) {
+        return Err(format!(
+            "a ServiceGroup named {name} exists in namespace {}: group names are unique across the cluster",
+            g.namespace().unwrap_or_default()
+        ));
+    }
+    Ok(())
+}
+
+/// A subnet of `family`.
+pub fn check_subnet(subnet: &str, family: Family) -> Result<Subnet, String> {
+    let s = Subnet::parse(subnet).map_err(|e| e.to_string())?;
+    if s.family() != family {
+        return Err(format!("{s} is {}, not {family}", s.family()));
+    }
+    Ok(s)
+}
+
+/// A pool checked by core's parser and against every existing group's pools.
+pub fn check_pool(
+    subnet: &str,
+    pool: &str,
+    aggregation: &str,
+    family: Family,
+    existing: &[ServiceGroup],
+) -> Result<PoolConfig, String> {
+    let config = PoolConfig::parse(subnet, pool, aggregation, Some(family)).map_err(|e| e.to_string())?;
+    for g in existing {
+        for (field, p) in facts::group_pools(g) {
+            if let Ok(p) = p
+                && p.range.overlaps(&config.range)
+            {
+                return Err(format!(
+                    "{} overlaps pool {} of ServiceGroup {}/{} ({field})",
+                    config.range,
+                    p.range,
+                    g.namespace().unwrap_or_default(),
+                    g.name_any()
+                ));
+            }
+        }
+    }
+    Ok(config)
+}
+
+/// The subnets of the nodes' InternalIP addresses: /24 for IPv4, /64 for IPv6, most common first.
+pub fn node_subnets(nodes: &[Node], family: Family) -> Vec<Subnet> {
+    let mut counted: Vec<(Subnet, usize)> = Vec::new();
+    for n in nodes {
+        for a in n.status.iter().flat_map(|s| s.addresses.iter().flatten()) {
+            let Ok(ip) = a.address.parse::<IpAddr>() else { continue };
+            if a.type_ != "InternalIP" || Family::of(ip) != family {
+                continue;
+            }
+            let prefix = if family == Family::V4 { 24 } else { 64 };
+            let Some(s) = Subnet::new(ip, prefix) else { continue };
+            match counted.iter_mut().find(|(c, _)| *c == s) {
+                Some((_, n)) => *n += 1,
+                None => counted.push((s, 1)),
+            }
+        }
+    }
+    counted.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.to_string().cmp(&b.0.to_string())));
+    counted.into_iter().map(|(s, _)| s).collect()
+}
+
+/// The subnet for a pool given without one: the nodes' subnet that holds the whole pool, else the pool
+/// itself when it is a CIDR (a routed pool). The second value says why.
+pub fn default_subnet(pool: &str, family: Family, nodes: &[Subnet]) -> Result<(String, String), String> {
+    let range = AddressRange::parse(pool).map_err(|e| e.to_string())?;
+    if range.family() != family {
+        return Err(format!("{pool} is {}, not {family}", range.family()));
+    }
+    if let Some(s) = nodes.iter().find(|s| s.contains_range(&range)) {
+        return Ok((
+            s.to_string(),
+            format!("the nodes' subnet {s} (their InternalIP addresses) holds the pool"),
+        ));
+    }
+    if let Some(s) = range.as_subnet() {
+        return Ok((
+            s.to_string(),
+            format!("no node subnet holds {pool}; the pool itself is used as its subnet (a routed pool)"),
+        ));
+    }
+    Err(format!(
+        "no node subnet holds {pool} and a range is not a subnet: give its subnet ({})",
+        if family == Family::V4 { "--v4-subnet" } else { "--v6-subnet" }
+    ))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::testing::*;
+
+    #[test]
+    fn names_are_dns_subdomains_and_unique_across_namespaces() {
+        let existing = [group("other", "web", &[("192.0.2.0/24", "192.0.2.0/28")], &[])];
+        assert!(check_name("db", &existing).is_ok());
+        assert!(check_name("Web", &existing).unwrap_err().contains("not a valid name"));
+        assert!(check_name("-x", &existing).is_err());
+        assert_eq!(
+            check_name("web", &existing).unwrap_err(),
+            "a ServiceGroup named web exists in namespace other: group names are unique across the cluster"
+        );
+    }
+
+    #[test]
+    fn pools_go_through_cores_parser_and_the_overlap_check() {
+        let existing = [group("other", "web", &[("192.0.2.0/24", "192.0.2.0/28")], &[])];
+        let e = check_pool("192.0.2.0/24", "198.51.100.1-198.51.100.9", "default", Family::V4, &existing)
+            .unwrap_err();
+        assert_eq!(e, "pool 198.51.100.1-198.51.100.9 is not inside subnet 192.0.2.0/24");
+        let e = check_pool("192.0.2.0/24", "192.0.2.10-192.0.2.20", "default", Family::V4, &existing)
+            .unwrap_err();
+        assert_eq!(
+            e,
+            "192.0.2.10-192.0.2.20 overlaps pool 192.0.2.0/28 of ServiceGroup other/web (spec.local.v4pools[0])"
+        );
+        assert!(
+            check_pool("192.0.2.0/24", "192.0.2.16-192.0.2.20", "/33", Family::V4, &existing)
+                .unwrap_err()
+                .contains("aggregation")
+        );
+        assert!(check_pool("192.0.2.0/24", "192.0.2.16-192.0.2.20", "/32", Family::V4, &existing).is_ok());
+        assert!(
+            check_pool("2001:db8::/64", "2001:db8::/120", "default", Family::V4, &existing)
+                .unwrap_err()
+                .contains("IPv6 pool in an IPv4 list")
+        );
+    }
+
+    #[test]
+    fn the_default_subnet_is_the_nodes_or_the_pools_own() {
+        let mut n: Node = yaml(
+            "apiVersion: v1\nkind: Node\nmetadata: {name: a}\nstatus:\n  addresses:\n  - {type: InternalIP, address: 192.0.2.11}\n  - {type: InternalIP, address: '2001:db8:0:1::11'}\n  - {type: Hostname, address: a}\n",
+        );
+        let nodes = node_subnets(std::slice::from_mut(&mut n), Family::V4);
+        assert_eq!(nodes.iter().map(ToString::to_string).collect::<Vec<_>>(), ["192.0.2.0/24"]);
+        assert_eq!(node_subnets(&[n], Family::V6)[0].to_string(), "2001:db8:0:1::/64");
+        assert_eq!(default_subnet("192.0.2.200-192.0.2.220", Family::V4, &nodes).unwrap().0, "192.0.2.0/24");
+        assert_eq!(default_subnet("198.51.100.0/28", Family::V4, &nodes).unwrap().0, "198.51.100.0/28");
+        assert!(
+            default_subnet("198.51.100.1-198.51.100.5", Family::V4, &nodes)
+                .unwrap_err()
+                .contains("--v4-subnet")
+        );
+    }
+}
