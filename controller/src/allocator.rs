@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::Service;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use purelb_core::allocate::{
-    AllocationIndex, GroupState, Ownership, Reason, ServiceKey, ServiceRequest, ownership,
+    AllocationIndex, GroupState, Ownership, Reason, ServiceKey, ServiceRequest, claim_existing, ownership,
 };
 use purelb_core::api::{ServiceGroup, annotations, events};
 use serde_json::json;
@@ -244,27 +244,13 @@ impl Allocator {
     /// Start-up: claim what every Service already holds (oldest first, so that of two Services claiming
     /// one address the older keeps it and the newer is reported), then decide for everyone.
     async fn rebuild(&mut self, started: Instant) {
-        let mut ours: Vec<Arc<Service>> = self
-            .services
-            .values()
-            .filter(|s| ownership(s, self.settings.classless_ours) == Ownership::Ours)
-            .cloned()
-            .collect();
-        // Oldest first; within one second (the timestamps' resolution), a Service PureLB itself marked as
-        // allocated before one it did not; then by name, so that the outcome never depends on map order.
-        ours.sort_by_cached_key(|s| {
-            let ts = s.metadata.creation_timestamp.as_ref().map(|t| t.0);
-            let unmarked = !s.annotations().contains_key(annotations::ALLOCATED_BY);
-            (ts, unmarked, ServiceKey::of(s))
-        });
-        let mut claimed = 0usize;
-        for svc in &ours {
-            let ips = ingress_ips(svc);
-            if !ips.is_empty() && self.index.claim(&ServiceRequest::lenient(svc), &ips).is_empty() {
-                claimed += 1;
-            }
-        }
-        tracing::info!(claimed, services = ours.len(), "rebuilt the index from existing Services");
+        let conflicts = claim_existing(
+            &mut self.index,
+            self.services.values().map(|s| s.as_ref()),
+            self.settings.classless_ours,
+        );
+        let claimed = self.index.services().count();
+        tracing::info!(claimed, conflicts = conflicts.len(), "rebuilt the index from existing Services");
         let mut all: BTreeSet<ServiceKey> = self.services.keys().cloned().collect();
         self.process(&mut all, true, started).await;
     }

@@ -19,11 +19,9 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
-use purelb_core::allocate::{
-    AllocationIndex, ClaimConflict, Ownership, ServiceKey, ServiceRequest, ownership,
-};
+use purelb_core::allocate::{AllocationIndex, ClaimConflict, ServiceKey, claim_existing};
 use purelb_core::announce::{EXCLUDE_LABEL, NodeFacts};
-use purelb_core::api::{DeclaredFamily, LBNodeAgent, ServiceGroup, annotations};
+use purelb_core::api::{DeclaredFamily, LBNodeAgent, ServiceGroup};
 use purelb_core::pool::{Family, PoolConfig, Subnet};
 use serde::{Deserialize, Serialize};
 
@@ -56,29 +54,8 @@ pub fn rebuild_index(
     for g in groups {
         index.set_group(&g.namespace().unwrap_or_default(), &g.name_any(), &g.spec);
     }
-    let mut ours: Vec<&Service> = services
-        .iter()
-        .filter(|s| ownership(s, classless_ours) == Ownership::Ours)
-        .filter(|s| Some(&ServiceKey::of(s)) != skip)
-        .collect();
-    // The allocator's order: oldest first; within a second, the one PureLB marked before one it did not;
-    // then by name.
-    ours.sort_by_cached_key(|s| {
-        let ts = s.metadata.creation_timestamp.as_ref().map(|t| t.0);
-        let unmarked = !s.annotations().contains_key(annotations::ALLOCATED_BY);
-        (ts, unmarked, ServiceKey::of(s))
-    });
-    let mut conflicts = BTreeMap::new();
-    for svc in ours {
-        let ips = ingress_ips(svc);
-        if ips.is_empty() {
-            continue;
-        }
-        let found = index.claim(&ServiceRequest::lenient(svc), &ips);
-        if !found.is_empty() {
-            conflicts.insert(ServiceKey::of(svc), found);
-        }
-    }
+    let others = services.iter().filter(|s| Some(&ServiceKey::of(s)) != skip);
+    let conflicts = claim_existing(&mut index, others, classless_ours);
     (index, conflicts)
 }
 

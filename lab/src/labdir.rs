@@ -66,7 +66,7 @@ fn owner(dir: &Path) -> Option<(u32, u64)> {
 
 /// Whether the process that created a directory still runs. Start time 0 means it could not be read
 /// at creation; then a live process with that pid counts as the owner.
-fn is_alive(pid: u32, start: u64) -> bool {
+pub(crate) fn is_alive(pid: u32, start: u64) -> bool {
     match start_time(pid) {
         Some(now) => start == 0 || now == start,
         None => false,
@@ -74,7 +74,7 @@ fn is_alive(pid: u32, start: u64) -> bool {
 }
 
 /// The start time (clock ticks since boot, field 22 of `/proc/<pid>/stat`) of a live process.
-fn start_time(pid: u32) -> Option<u64> {
+pub(crate) fn start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces and parentheses; fields after its closing ')' do not.
     let after_name = &stat[stat.rfind(')')? + 1..];

@@ -4,9 +4,11 @@
 //! - [`request`]: a Service read into a [`ServiceRequest`].
 //! - [`index`]: the [`AllocationIndex`] of groups, pools and holdings.
 //! - [`decide`]: [`AllocationIndex::decide`], the one function that decides.
+//! - [`rebuild`]: [`claim_existing`], what Services already hold, claimed in a fixed order at start-up.
 
 mod decide;
 mod index;
+mod rebuild;
 mod request;
 #[cfg(test)]
 mod tests;
@@ -17,6 +19,7 @@ use std::net::IpAddr;
 pub use index::{
     AllocationIndex, ClaimConflict, GroupState, GroupUsage, Held, HolderInfo, Holding, PoolSlot,
 };
+pub use rebuild::claim_existing;
 pub use request::{
     FamilyPolicy, GroupSource, Ownership, PortKey, RequestError, RequestSource, ServiceKey, ServiceRequest,
     ownership,

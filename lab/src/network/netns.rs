@@ -24,6 +24,7 @@ use nix::unistd::Pid;
 
 use super::tools::Tools;
 use crate::LabError;
+use crate::labdir::{is_alive, start_time};
 
 /// Where `ip netns` keeps its named namespaces (bind mounts of namespace files).
 pub(crate) const NETNS_DIR: &str = "/var/run/netns";
@@ -141,23 +142,6 @@ pub(crate) fn owner(name: &str) -> Option<(u32, u64)> {
     let _instance: u32 = parts.next()?.parse().ok()?;
     parts.next()?;
     Some((pid, start))
-}
-
-/// Whether the owner still runs. Start time 0 means it could not be read at creation; then a live
-/// process with that pid counts as the owner.
-fn is_alive(pid: u32, start: u64) -> bool {
-    match start_time(pid) {
-        Some(now) => start == 0 || now == start,
-        None => false,
-    }
-}
-
-/// The start time (clock ticks since boot, field 22 of `/proc/<pid>/stat`) of a live process.
-fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses; fields after its closing ')' do not.
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
 // === at exit ===
