@@ -120,12 +120,14 @@ impl Child {
         process.wait().map_err(|e| LabError::io(format!("reaping {} (pid {})", self.name, self.pid), e))
     }
 
-    /// Signals the child's process group (the child leads it), and the child itself in case it left it.
+    /// Signals the child's process group (the child leads it), or the child itself when it left the
+    /// group. Never both: a daemon that sees SIGTERM twice takes the second as "abort now".
     fn signal(&self, signal: Signal) {
         if let Ok(pid) = i32::try_from(self.pid) {
             // Errors mean "already gone", which is what we want anyway.
-            let _ = kill(Pid::from_raw(-pid), signal);
-            let _ = kill(Pid::from_raw(pid), signal);
+            if kill(Pid::from_raw(-pid), signal).is_err() {
+                let _ = kill(Pid::from_raw(pid), signal);
+            }
         }
     }
 

@@ -165,12 +165,10 @@ async fn sharing_is_accepted_with_the_same_key_and_refused_otherwise() {
     let c = wait_reason(&api, "same-port", "SharingConflict").await;
     let msg = allocated_condition(&c).unwrap().message;
     assert!(msg.contains("80/TCP") && msg.contains(&format!("{}/a", ns.name())), "{msg}");
-    let evs = events(&client, ns.name(), "same-port").await;
-    assert!(
-        evs.iter()
-            .any(|(t, r, m, _)| t == "Warning" && r == "AllocationFailed" && m.contains("SharingConflict")),
-        "{evs:?}"
-    );
+    wait_events_where(&client, ns.name(), "same-port", "a SharingConflict warning", |(t, r, m, _)| {
+        t == "Warning" && r == "AllocationFailed" && m.contains("SharingConflict")
+    })
+    .await;
 
     create(
         &api,
@@ -255,8 +253,10 @@ async fn exhausted_pool_leaves_the_service_pending_until_an_address_is_freed() {
     let s = wait_reason(&api, "three", "PoolExhausted").await;
     assert_eq!(allocated_condition(&s).unwrap().status, "False");
     assert!(ingress(&s).is_empty());
-    let evs = events(&client, ns.name(), "three").await;
-    assert!(evs.iter().any(|(t, r, _, _)| t == "Warning" && r == "AllocationFailed"), "{evs:?}");
+    wait_events_where(&client, ns.name(), "three", "an AllocationFailed warning", |(t, r, _, _)| {
+        t == "Warning" && r == "AllocationFailed"
+    })
+    .await;
     let freed = ingress(&api.get("one").await.unwrap());
     api.delete("one", &DeleteParams::default()).await.unwrap();
     let three = wait_ingress(&api, "three", 1).await;

@@ -205,8 +205,10 @@ async fn two_services_claiming_one_address_are_reported_not_resolved() {
     let c = allocated_condition(&claimer).unwrap();
     assert_eq!(c.status, "False");
     assert!(c.message.contains(&format!("{}/holder", ns.name())) && c.message.contains(&ip), "{}", c.message);
-    let evs = events(&client, ns.name(), "claimer").await;
-    assert!(evs.iter().any(|(t, r, _, _)| t == "Warning" && r == "AddressConflict"), "{evs:?}");
+    wait_events_where(&client, ns.name(), "claimer", "an AddressConflict warning", |(t, r, _, _)| {
+        t == "Warning" && r == "AddressConflict"
+    })
+    .await;
     assert_eq!(ingress(&api.get("holder").await.unwrap()), vec![ip.clone()], "the older Service keeps it");
     assert_eq!(ingress(&claimer), vec![ip.clone()], "PureLB did not pick a winner by rewriting");
 

@@ -37,13 +37,21 @@ pub async fn shutdown_signal() {
 }
 
 /// Spawns the usual signal handling: the first signal flips `stop` to true; a second one exits at once.
+/// Signals within a second of the first are taken as the same request (a supervisor that signals both a
+/// process group and its leader delivers two), so only a deliberate second signal aborts.
 pub fn stop_on_signals() -> tokio::sync::watch::Receiver<bool> {
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;
+        let first = std::time::Instant::now();
         tracing::info!("shutting down");
         let _ = tx.send(true);
-        shutdown_signal().await;
+        loop {
+            shutdown_signal().await;
+            if first.elapsed() >= std::time::Duration::from_secs(1) {
+                break;
+            }
+        }
         tracing::warn!("second signal: aborting");
         std::process::exit(130);
     });

@@ -327,3 +327,21 @@ pub fn endpoint_slice(svc: &str, nodes: &[&str]) -> k8s_openapi::api::discovery:
     }
     yaml(&text)
 }
+
+/// Waits until some event about the Service `name` satisfies `pred`; returns all its events. (The
+/// allocator publishes an event just after the condition it goes with, so reading right after seeing
+/// the condition would race.)
+pub async fn wait_events_where(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    what: &str,
+    pred: impl Fn(&(String, String, String, String)) -> bool,
+) -> Vec<(String, String, String, String)> {
+    wait_for(&format!("{what} on Service {ns}/{name}"), Duration::from_secs(30), || async {
+        let evs = events(client, ns, name).await;
+        if evs.iter().any(&pred) { Ok(evs) } else { Err(format!("{evs:?}")) }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+}

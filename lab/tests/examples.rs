@@ -1,0 +1,103 @@
+//! The examples/ files do what their comments and the README say, applied with the lab's kubectl against
+//! a lab with the allocator running: dual-stack (one address of each family, in ipFamilies order, from the
+//! `dualstack` group) and sharing (two Services, one address). The BIRD router example is checked by
+//! `bird -p` (a parse; BIRD is a lab prerequisite).
+//!
+//! One lab for the file; the examples' own addresses (198.51.100.10-19, 2001:db8:100::10-1f) are used by
+//! no other example, and each test runs in its own namespace.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use k8s_openapi::api::core::v1::Service;
+use kube::api::Api;
+use purelb_lab::{ControlPlane, TestNamespace, shared};
+use tokio::sync::OnceCell;
+
+static SETUP: OnceCell<Allocator> = OnceCell::const_new();
+
+/// The lab with deploy/ installed, the allocator running and examples/servicegroup-dualstack.yaml applied.
+async fn lab() -> &'static ControlPlane {
+    let lab = shared().await;
+    SETUP
+        .get_or_init(|| async {
+            let allocator = start_allocator(lab, "examples-allocator", &[], true).await;
+            let file = example("servicegroup-dualstack.yaml");
+            kubectl(lab, &["apply", "-f", file.to_str().unwrap()]);
+            allocator
+        })
+        .await;
+    lab
+}
+
+fn apply_in(lab: &ControlPlane, ns: &str, file: &Path) -> String {
+    kubectl(lab, &["apply", "-n", ns, "-f", file.to_str().unwrap()])
+}
+
+/// Whether `ip` is in the dualstack group's IPv4 pool, 198.51.100.10-198.51.100.19.
+fn in_v4_pool(ip: &std::net::IpAddr) -> bool {
+    matches!(ip, std::net::IpAddr::V4(v4) if v4.octets()[..3] == [198, 51, 100] && (10..=19).contains(&v4.octets()[3]))
+}
+
+fn annotation(svc: &Service, key: &str) -> Option<String> {
+    svc.metadata.annotations.as_ref()?.get(key).cloned()
+}
+
+#[tokio::test]
+async fn dual_stack_example_gets_one_address_of_each_family_in_order() {
+    let lab = lab().await;
+    let client = lab.admin_client().await.unwrap();
+    let ns = TestNamespace::new(&client, "ex-dualstack").await.unwrap();
+    apply_in(lab, ns.name(), &example("dualstack-service.yaml"));
+    let api: Api<Service> = Api::namespaced(client.clone(), ns.name());
+    let svc = wait_ingress(&api, "dualstack", 2).await;
+    // The sharing test allocates from the same group at the same time: any address of each pool.
+    let ips: Vec<std::net::IpAddr> = ingress(&svc).iter().map(|s| s.parse().unwrap()).collect();
+    assert!(ips[0].is_ipv4() && ips[1].is_ipv6(), "ipFamilies order is IPv4, IPv6: {ips:?}");
+    assert!(in_v4_pool(&ips[0]), "{ips:?}");
+    let v6: std::net::Ipv6Addr = "2001:db8:100::10".parse().unwrap();
+    let last: std::net::Ipv6Addr = "2001:db8:100::1f".parse().unwrap();
+    assert!(ips[1] >= std::net::IpAddr::V6(v6) && ips[1] <= std::net::IpAddr::V6(last), "{ips:?}");
+    assert_eq!(annotation(&svc, "purelb.io/allocated-by").as_deref(), Some("PureLB"));
+    assert_eq!(annotation(&svc, "purelb.io/allocated-from").as_deref(), Some("dualstack"));
+    let cond = allocated_condition(&svc).expect("Allocated condition");
+    assert_eq!((cond.status.as_str(), cond.reason.as_str()), ("True", "Allocated"), "{cond:?}");
+    ns.cleanup().await.unwrap();
+}
+
+#[tokio::test]
+async fn sharing_example_gives_both_services_one_address() {
+    let lab = lab().await;
+    let client = lab.admin_client().await.unwrap();
+    let ns = TestNamespace::new(&client, "ex-sharing").await.unwrap();
+    apply_in(lab, ns.name(), &example("sharing-services.yaml"));
+    let api: Api<Service> = Api::namespaced(client.clone(), ns.name());
+    let http = wait_ingress(&api, "web-http", 1).await;
+    let https = wait_ingress(&api, "web-https", 1).await;
+    assert_eq!(ingress(&http), ingress(&https), "the two Services should share one address");
+    let ip: std::net::IpAddr = ingress(&http)[0].parse().unwrap();
+    assert!(ip.is_ipv4(), "{ip}");
+    assert!(in_v4_pool(&ip), "{ip} outside the dualstack group's v4 pool");
+    for svc in [&http, &https] {
+        assert_eq!(annotation(svc, "purelb.io/allocated-from").as_deref(), Some("dualstack"));
+        assert_eq!(allocated_condition(svc).map(|c| c.reason), Some("Allocated".to_string()));
+    }
+    ns.cleanup().await.unwrap();
+}
+
+#[test]
+fn bird_router_example_parses() {
+    let conf = example("bird-router.conf");
+    assert!(conf.is_file());
+    // BIRD is a lab prerequisite (.ci/run installs bird2): missing, the test fails rather than skips.
+    let out = std::process::Command::new("bird")
+        .arg("-p")
+        .arg("-c")
+        .arg(&conf)
+        .output()
+        .expect("bird is not installed: run .ci/run (it installs bird2)");
+    assert!(out.status.success(), "bird -p: {}", String::from_utf8_lossy(&out.stderr));
+}
