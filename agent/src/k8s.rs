@@ -42,10 +42,8 @@ use purelb_core::announce::report::ServiceReport;
 
 /// Field manager of the writes that are not per node (the policy reset, the Lease).
 pub const MANAGER: &str = AGENT_COMPONENT;
-/// Warning event: a local address's Service asked for `externalTrafficPolicy: Local`.
-pub const TRAFFIC_POLICY_RESET: &str = "ExternalTrafficPolicyReset";
-/// Warning event on an LBNodeAgent whose settings cannot be used.
-pub const INVALID_CONFIG: &str = "InvalidLBNodeAgent";
+pub use purelb_core::api::events::INVALID_LB_NODE_AGENT as INVALID_CONFIG;
+pub use purelb_core::api::events::TRAFFIC_POLICY_RESET;
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 const ATTEMPTS: u32 = 6;
 /// The API server's limit on a field manager's length.

@@ -100,7 +100,7 @@ mod tests {
     use crate::api::{PoolSpec, ServiceGroupLocal, ServiceGroupSpec};
     use k8s_openapi::api::core::v1::{LoadBalancerIngress, LoadBalancerStatus, ServiceSpec, ServiceStatus};
     use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions};
-    use kube::api::ObjectMeta;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     fn svc(name: &str, ips: &[&str], marked: bool, etp: &str) -> Service {
         Service {

@@ -40,6 +40,17 @@ pub mod annotations {
     pub const ANNOUNCING_IPV4: &str = "purelb.io/announcing-IPv4";
     /// Written by the agent: `<node>, <interface>` announcing the local IPv6 address.
     pub const ANNOUNCING_IPV6: &str = "purelb.io/announcing-IPv6";
+
+    /// Every annotation PureLB reads or writes on Services.
+    pub const ALL: [&str; 7] = [
+        SERVICE_GROUP,
+        ALLOW_SHARED_IP,
+        ADDRESSES,
+        ALLOCATED_BY,
+        ALLOCATED_FROM,
+        ANNOUNCING_IPV4,
+        ANNOUNCING_IPV6,
+    ];
 }
 
 /// Event reasons (the `reason` field of Kubernetes events).
@@ -58,6 +69,24 @@ pub mod events {
     pub const ANNOUNCING_LOCAL: &str = "AnnouncingLocal";
     /// Normal (agent): `Announcing <ip> from node <node> interface kube-lb0`.
     pub const ANNOUNCING_NON_LOCAL: &str = "AnnouncingNonLocal";
+    /// Warning (agent): a local address's `externalTrafficPolicy: Local` was reset to `Cluster`.
+    pub const TRAFFIC_POLICY_RESET: &str = "ExternalTrafficPolicyReset";
+    /// Warning (agent): an LBNodeAgent cannot be used (e.g. `localint` does not compile); the previous
+    /// configuration stays.
+    pub const INVALID_LB_NODE_AGENT: &str = "InvalidLBNodeAgent";
+
+    /// Every event reason PureLB emits (the README's reference is checked against this list).
+    pub const ALL: [&str; 9] = [
+        IP_ALLOCATED,
+        IP_RELEASED,
+        ALLOCATION_FAILED,
+        ADDRESS_CONFLICT,
+        INVALID_SERVICE_GROUP,
+        ANNOUNCING_LOCAL,
+        ANNOUNCING_NON_LOCAL,
+        TRAFFIC_POLICY_RESET,
+        INVALID_LB_NODE_AGENT,
+    ];
 }
 
 /// Service status condition types written by PureLB.
@@ -66,4 +95,10 @@ pub mod conditions {
     pub const ALLOCATED: &str = "purelb.io/Allocated";
     /// The agents' announcement state.
     pub const ANNOUNCED: &str = "purelb.io/Announced";
+
+    /// Every Service condition type PureLB writes.
+    pub const ALL: [&str; 2] = [ALLOCATED, ANNOUNCED];
 }
+
+#[cfg(test)]
+mod reference_tests;
