@@ -39,7 +39,7 @@ use purelb_core::pool::PoolConfig;
 use purelb_runtime::Admin;
 use tokio::sync::{mpsc, watch};
 
-use crate::config::{self, AgentConfig};
+use crate::config::AgentConfig;
 use crate::desired::{Announced, DesiredSet, Kind, diff, takeovers};
 use crate::k8s::{ReportWrite, Writer};
 use crate::lease::NodeLeases;
@@ -251,7 +251,7 @@ impl Announcer {
         if !self.agents.synced {
             return;
         }
-        let chosen = config::select(self.agents.values());
+        let chosen = LBNodeAgent::select(self.agents.values());
         let result = chosen.map_or(Ok(AgentConfig::default()), AgentConfig::from_agent);
         match result {
             Ok(c) => {

@@ -15,7 +15,6 @@
 
 use std::fmt;
 
-use kube::ResourceExt;
 use purelb_core::api::{LBNodeAgent, LBNodeAgentLocal};
 use purelb_core::pool::Subnet;
 use regex::Regex;
@@ -115,13 +114,6 @@ impl AgentConfig {
     }
 }
 
-/// The LBNodeAgent that configures the agents: the one named `default`, else the first by name.
-pub fn select<'a>(agents: impl IntoIterator<Item = &'a LBNodeAgent>) -> Option<&'a LBNodeAgent> {
-    let mut all: Vec<&LBNodeAgent> = agents.into_iter().collect();
-    all.sort_by_key(|a| a.name_any());
-    all.iter().find(|a| a.name_any() == "default").or(all.first()).copied()
-}
-
 /// The LAN interface `localint` selects among `links`; `default_route` is the default route's
 /// interface. The error says why none is usable.
 pub fn lan_interface<'a>(
@@ -174,6 +166,7 @@ pub fn lan_subnets(link: &LinkInfo) -> Vec<Subnet> {
 mod tests {
     use super::*;
     use crate::netlink::LinkAddress;
+    use kube::ResourceExt;
     use purelb_core::api::LBNodeAgentSpec;
 
     fn link(index: u32, name: &str, addrs: &[(&str, u8, bool)]) -> LinkInfo {
@@ -282,9 +275,9 @@ mod tests {
     #[test]
     fn select_prefers_default_then_first_by_name() {
         let a = [agent("zeta", "eth0"), agent("default", "eth1"), agent("alpha", "eth2")];
-        assert_eq!(select(&a).unwrap().name_any(), "default");
+        assert_eq!(LBNodeAgent::select(&a).unwrap().name_any(), "default");
         let b = [agent("zeta", "eth0"), agent("alpha", "eth2")];
-        assert_eq!(select(&b).unwrap().name_any(), "alpha");
-        assert!(select(&[]).is_none());
+        assert_eq!(LBNodeAgent::select(&b).unwrap().name_any(), "alpha");
+        assert!(LBNodeAgent::select(&[]).is_none());
     }
 }

@@ -97,10 +97,8 @@ pub struct LbnaSettings {
 impl LbnaSettings {
     /// The settings the agents in `namespace` use.
     pub fn select(agents: &[LBNodeAgent], namespace: &str) -> LbnaSettings {
-        let mut here: Vec<&LBNodeAgent> =
-            agents.iter().filter(|a| a.namespace().as_deref() == Some(namespace)).collect();
-        here.sort_by_key(|a| (a.name_any() != "default", a.name_any()));
-        match here.first() {
+        let here = agents.iter().filter(|a| a.namespace().as_deref() == Some(namespace));
+        match LBNodeAgent::select(here) {
             Some(a) => {
                 let local = a.spec.local.clone().unwrap_or_default();
                 LbnaSettings {

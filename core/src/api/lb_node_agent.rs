@@ -65,6 +65,16 @@ pub struct LBNodeAgentLocal {
     pub sendgarp: bool,
 }
 
+impl LBNodeAgent {
+    /// The LBNodeAgent that configures the agents, among those of the install namespace: the one named
+    /// `default`, else the first by name.
+    pub fn select<'a>(agents: impl IntoIterator<Item = &'a LBNodeAgent>) -> Option<&'a LBNodeAgent> {
+        let mut all: Vec<&LBNodeAgent> = agents.into_iter().collect();
+        all.sort_by_key(|a| (a.metadata.name.as_deref() != Some("default"), a.metadata.name.clone()));
+        all.first().copied()
+    }
+}
+
 impl Default for LBNodeAgentLocal {
     fn default() -> Self {
         Self { localint: default_localint(), extlbint: default_extlbint(), sendgarp: default_sendgarp() }
