@@ -21,8 +21,8 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
 use purelb_core::allocate::{AllocationIndex, ClaimConflict, ServiceKey, claim_existing};
 use purelb_core::announce::{EXCLUDE_LABEL, NodeFacts};
-use purelb_core::api::{DeclaredFamily, LBNodeAgent, ServiceGroup};
-use purelb_core::pool::{Family, PoolConfig, Subnet};
+use purelb_core::api::{LBNodeAgent, ServiceGroup};
+use purelb_core::pool::{PoolConfig, Subnet};
 use serde::{Deserialize, Serialize};
 
 /// Prefix of the agents' node Leases.
@@ -62,23 +62,12 @@ pub fn rebuild_index(
 /// The pools of a group with the family their place declares, each parsed by core (or its error).
 pub fn group_pools(g: &ServiceGroup) -> Vec<(String, Result<PoolConfig, String>)> {
     let Some(local) = &g.spec.local else { return Vec::new() };
-    let specs = match local.pools() {
-        Ok(specs) => specs,
-        Err(e) => return vec![("spec.local".to_string(), Err(e.to_string()))],
-    };
-    specs
-        .into_iter()
-        .map(|(field, declared, p)| {
-            let family = match declared {
-                DeclaredFamily::V4 => Some(Family::V4),
-                DeclaredFamily::V6 => Some(Family::V6),
-                DeclaredFamily::Any => None,
-            };
-            let parsed =
-                PoolConfig::parse(&p.subnet, &p.pool, &p.aggregation, family).map_err(|e| e.to_string());
-            (field, parsed)
-        })
-        .collect()
+    match local.parsed_pools() {
+        Ok(pools) => {
+            pools.into_iter().map(|(field, parsed)| (field, parsed.map_err(|e| e.to_string()))).collect()
+        }
+        Err(e) => vec![("spec.local".to_string(), Err(e.to_string()))],
+    }
 }
 
 /// The agents' settings: from the LBNodeAgent named `default` in the install namespace, else the first by

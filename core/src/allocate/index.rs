@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use crate::api::{DeclaredFamily, ServiceGroupSpec};
-use crate::pool::{Family, Pool, PoolConfig};
+use crate::api::ServiceGroupSpec;
+use crate::pool::{Family, Pool};
 
 use super::request::{PortKey, ServiceKey, ServiceRequest};
 
@@ -340,16 +340,10 @@ impl AllocationIndex {
 /// Reads every pool of a group spec; the error names the field and the rule broken.
 fn build_slots(spec: &ServiceGroupSpec) -> Result<Vec<PoolSlot>, String> {
     let Some(local) = &spec.local else { return Ok(Vec::new()) };
-    let pools = local.pools().map_err(|e| e.to_string())?;
+    let pools = local.parsed_pools().map_err(|e| e.to_string())?;
     let mut slots = Vec::with_capacity(pools.len());
-    for (field, declared, p) in pools {
-        let family = match declared {
-            DeclaredFamily::V4 => Some(Family::V4),
-            DeclaredFamily::V6 => Some(Family::V6),
-            DeclaredFamily::Any => None,
-        };
-        let config = PoolConfig::parse(&p.subnet, &p.pool, &p.aggregation, family)
-            .map_err(|e| format!("{field}: {e}"))?;
+    for (field, parsed) in pools {
+        let config = parsed.map_err(|e| format!("{field}: {e}"))?;
         if let Some(other) = slots.iter().find(|s: &&PoolSlot| s.pool.config().range.overlaps(&config.range))
         {
             return Err(format!(

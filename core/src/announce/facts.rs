@@ -15,8 +15,8 @@ use std::net::IpAddr;
 
 use crate::allocate::ServiceKey;
 use crate::announce::ServiceFacts;
-use crate::api::{ALLOCATED_BY_VALUE, DeclaredFamily, ServiceGroup, annotations};
-use crate::pool::{Family, PoolConfig};
+use crate::api::{ALLOCATED_BY_VALUE, ServiceGroup, annotations};
+use crate::pool::PoolConfig;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::ResourceExt;
@@ -78,17 +78,8 @@ pub fn pools<'a>(groups: impl IntoIterator<Item = &'a ServiceGroup>) -> Vec<Pool
     let mut out = Vec::new();
     for g in groups {
         let Some(local) = &g.spec.local else { continue };
-        let Ok(specs) = local.pools() else { continue };
-        for (_, declared, p) in specs {
-            let family = match declared {
-                DeclaredFamily::V4 => Some(Family::V4),
-                DeclaredFamily::V6 => Some(Family::V6),
-                DeclaredFamily::Any => None,
-            };
-            if let Ok(config) = PoolConfig::parse(&p.subnet, &p.pool, &p.aggregation, family) {
-                out.push(config);
-            }
-        }
+        let Ok(pools) = local.parsed_pools() else { continue };
+        out.extend(pools.into_iter().filter_map(|(_, parsed)| parsed.ok()));
     }
     out
 }

@@ -7,7 +7,7 @@ mod service_group;
 
 pub use lb_node_agent::{LBNodeAgent, LBNodeAgentLocal, LBNodeAgentSpec};
 pub use service_group::{
-    DeclaredFamily, PoolSpec, PoolSpecError, ServiceGroup, ServiceGroupLocal, ServiceGroupSpec,
+    DeclaredFamily, ParsedPool, PoolSpec, PoolSpecError, ServiceGroup, ServiceGroupLocal, ServiceGroupSpec,
     ServiceGroupStatus,
 };
 

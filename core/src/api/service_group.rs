@@ -135,6 +135,9 @@ fn default_aggregation() -> String {
     "default".to_string()
 }
 
+/// One pool of a group as `crate::pool` read it: its field path, and the pool or why it is unusable.
+pub type ParsedPool = (String, Result<crate::pool::PoolConfig, crate::pool::PoolError>);
+
 /// The family a pool was declared for: which list (or legacy field) it came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeclaredFamily {
@@ -160,6 +163,26 @@ pub enum PoolSpecError {
 }
 
 impl ServiceGroupLocal {
+    /// Every pool parsed by `crate::pool`, with the family its place declares: (field path, the pool or
+    /// why it cannot be read). The one place a group's text becomes pools, for the allocator, the agent
+    /// and the plugin alike.
+    pub fn parsed_pools(&self) -> Result<Vec<ParsedPool>, PoolSpecError> {
+        use crate::pool::{Family, PoolConfig};
+        Ok(self
+            .pools()?
+            .into_iter()
+            .map(|(field, declared, p)| {
+                let family = match declared {
+                    DeclaredFamily::V4 => Some(Family::V4),
+                    DeclaredFamily::V6 => Some(Family::V6),
+                    DeclaredFamily::Any => None,
+                };
+                let parsed = PoolConfig::parse(&p.subnet, &p.pool, &p.aggregation, family);
+                (field, parsed)
+            })
+            .collect())
+    }
+
     /// Every pool of the group, in declaration order (v4pools, v4pool, v6pools, v6pool, legacy), each with
     /// the field path it came from (for messages) and the family its place declares.
     pub fn pools(&self) -> Result<Vec<(String, DeclaredFamily, PoolSpec)>, PoolSpecError> {
