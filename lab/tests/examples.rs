@@ -1,7 +1,10 @@
 //! The examples/ files do what their comments and the README say, applied with the lab's kubectl against
 //! a lab with the allocator running: dual-stack (one address of each family, in ipFamilies order, from the
-//! `dualstack` group) and sharing (two Services, one address). The BIRD router example is checked by
-//! `bird -p` (a parse; BIRD is a lab prerequisite).
+//! `dualstack` group), sharing (two Services, one address), `purelb.io/addresses` (exactly the pair
+//! asked for), IPv6 single-stack, `allocateLoadBalancerNodePorts: false`, `loadBalancerClass`, and the
+//! LBNodeAgent example (accepted, and equal to the defaults). The BIRD router example is checked by
+//! `bird -p` (a parse; BIRD is a lab prerequisite). The seed's own examples are applied verbatim by the
+//! allocator and agent tests.
 //!
 //! One lab for the file; the examples' own addresses (198.51.100.10-19, 2001:db8:100::10-1f) are used by
 //! no other example, and each test runs in its own namespace.
@@ -100,4 +103,71 @@ fn bird_router_example_parses() {
         .output()
         .expect("bird is not installed: run .ci/run (it installs bird2)");
     assert!(out.status.success(), "bird -p: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Applies `file` in a fresh namespace and waits for `name` to have `n` addresses; the namespace is
+/// returned for clean-up.
+async fn apply_and_wait(prefix: &str, file: &str, name: &str, n: usize) -> (TestNamespace, Service) {
+    let lab = lab().await;
+    let client = lab.admin_client().await.unwrap();
+    let ns = TestNamespace::new(&client, prefix).await.unwrap();
+    apply_in(lab, ns.name(), &example(file));
+    let api: Api<Service> = Api::namespaced(client, ns.name());
+    let svc = wait_ingress(&api, name, n).await;
+    assert_eq!(annotation(&svc, "purelb.io/allocated-by").as_deref(), Some("PureLB"), "{file}");
+    assert_eq!(annotation(&svc, "purelb.io/allocated-from").as_deref(), Some("dualstack"), "{file}");
+    (ns, svc)
+}
+
+#[tokio::test]
+async fn addresses_example_gets_exactly_the_requested_pair() {
+    let (ns, svc) = apply_and_wait("ex-addresses", "addresses-service.yaml", "pinned", 2).await;
+    assert_eq!(ingress(&svc), ["198.51.100.19", "2001:db8:100::1f"]);
+    let cond = allocated_condition(&svc).expect("Allocated condition");
+    assert_eq!((cond.status.as_str(), cond.reason.as_str()), ("True", "Allocated"), "{cond:?}");
+    ns.cleanup().await.unwrap();
+}
+
+#[tokio::test]
+async fn ipv6_example_gets_one_address_from_the_v6_pool() {
+    let (ns, svc) = apply_and_wait("ex-ipv6", "ipv6-service.yaml", "ipv6-only", 1).await;
+    let ip: std::net::Ipv6Addr = ingress(&svc)[0].parse().unwrap();
+    let first: std::net::Ipv6Addr = "2001:db8:100::10".parse().unwrap();
+    let last: std::net::Ipv6Addr = "2001:db8:100::1f".parse().unwrap();
+    assert!(ip >= first && ip <= last, "{ip} outside the dualstack group's v6 pool");
+    assert_eq!(ingress(&svc).len(), 1, "SingleStack: one address");
+    ns.cleanup().await.unwrap();
+}
+
+#[tokio::test]
+async fn no_nodeports_example_is_allocated_without_node_ports() {
+    let (ns, svc) = apply_and_wait("ex-nonodeports", "no-nodeports-service.yaml", "no-nodeports", 1).await;
+    assert!(in_v4_pool(&ingress(&svc)[0].parse().unwrap()), "{:?}", ingress(&svc));
+    let spec = svc.spec.as_ref().unwrap();
+    assert_eq!(spec.allocate_load_balancer_node_ports, Some(false));
+    let ports = spec.ports.as_ref().unwrap();
+    assert!(ports.iter().all(|p| p.node_port.is_none()), "no NodePort expected: {ports:?}");
+    ns.cleanup().await.unwrap();
+}
+
+#[tokio::test]
+async fn loadbalancerclass_example_is_purelbs() {
+    let (ns, svc) = apply_and_wait("ex-class", "loadbalancerclass-service.yaml", "classy", 1).await;
+    assert!(in_v4_pool(&ingress(&svc)[0].parse().unwrap()), "{:?}", ingress(&svc));
+    assert_eq!(svc.spec.as_ref().unwrap().load_balancer_class.as_deref(), Some("purelb.io/purelb"));
+    ns.cleanup().await.unwrap();
+}
+
+/// The LBNodeAgent example is accepted by the API server and spells out exactly the defaults the agents
+/// use without one (what its comment says).
+#[tokio::test]
+async fn lbnodeagent_example_is_accepted_and_equals_the_defaults() {
+    use purelb_core::api::{LBNodeAgent, LBNodeAgentLocal};
+    let lab = lab().await;
+    kubectl(lab, &["apply", "-f", example("lbnodeagent.yaml").to_str().unwrap()]);
+    let client = lab.admin_client().await.unwrap();
+    let api: Api<LBNodeAgent> = Api::namespaced(client, "purelb-system");
+    let stored = api.get("default").await.unwrap();
+    assert_eq!(stored.spec.local, Some(LBNodeAgentLocal::default()));
+    api.delete("default", &Default::default()).await.unwrap();
 }
