@@ -366,18 +366,25 @@ impl Allocator {
                     group: Some(group.clone()),
                     condition: (true, Reason::Allocated.as_str().into(), decision.message()),
                 };
-                let notes = assignments
-                    .iter()
-                    .filter(|a| !observed_ips.contains(&a.address))
-                    .map(|a| Note {
-                        warning: false,
-                        reason: events::IP_ALLOCATED.into(),
-                        message: format!("Assigned IP {} from pool {}", a.address, a.group),
-                    })
-                    .collect::<Vec<_>>();
-                if self.submitted.get(key) != Some(&Some(desired.clone()))
-                    && Desired::observed(&svc) != desired
-                {
+                // The record written when the addresses were chosen says how they were chosen; a later
+                // decision that keeps them (the write still in flight, a restart, any other change to the
+                // Service) leaves that record and its event alone.
+                let in_flight = self.submitted.get(key).cloned().flatten();
+                let recorded = desired.same_allocation(&Desired::observed(&svc))
+                    || in_flight.as_ref().is_some_and(|d| desired.same_allocation(d));
+                if !recorded {
+                    let announced = |ip: &std::net::IpAddr| {
+                        observed_ips.contains(ip) || in_flight.as_ref().is_some_and(|d| d.ips.contains(ip))
+                    };
+                    let notes = assignments
+                        .iter()
+                        .filter(|a| !announced(&a.address))
+                        .map(|a| Note {
+                            warning: false,
+                            reason: events::IP_ALLOCATED.into(),
+                            message: format!("Assigned IP {} from pool {}", a.address, a.group),
+                        })
+                        .collect::<Vec<_>>();
                     self.metrics.allocations.inc_by(notes.len() as u64);
                     self.submit(&svc, Some(desired), notes).await;
                 }

@@ -48,6 +48,17 @@ impl Desired {
             .unwrap_or((false, String::new(), String::new()));
         Desired { ips, group, condition }
     }
+
+    /// Whether both record the same successful allocation: the same addresses from the same group with
+    /// reason `Allocated`. The messages may differ (one says how the addresses were chosen, a later
+    /// decision only that they are held); the first one stays.
+    pub fn same_allocation(&self, other: &Desired) -> bool {
+        self.condition.0
+            && other.condition.0
+            && self.condition.1 == other.condition.1
+            && self.ips == other.ips
+            && self.group == other.group
+    }
 }
 
 fn our_condition(svc: &Service) -> Option<&Condition> {

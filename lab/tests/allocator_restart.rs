@@ -30,6 +30,20 @@ async fn addresses(api: &Api<Service>) -> BTreeMap<String, Vec<String>> {
         .collect()
 }
 
+/// Every Service of the namespace with its `purelb.io/Allocated` condition's message and transition time.
+async fn records(api: &Api<Service>) -> BTreeMap<String, (String, String)> {
+    api.list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|s| {
+            let c = allocated_condition(&s).expect("Allocated condition");
+            (s.metadata.name.clone().unwrap(), (c.message, format!("{:?}", c.last_transition_time)))
+        })
+        .collect()
+}
+
 async fn create_many(api: &Api<Service>, prefix: &str, n: usize, group: &str) {
     futures::stream::iter(0..n)
         .map(|i| {
@@ -65,20 +79,25 @@ async fn a_restarted_allocator_keeps_every_address() {
     api.delete("svc-0", &Default::default()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = addresses(&api).await;
+    let recorded = records(&api).await;
+    assert!(
+        recorded.values().all(|(m, _)| m.contains("lowest free")),
+        "each condition records how its address was chosen: {recorded:?}"
+    );
     first.child.terminate().await.unwrap();
 
     let second = start_allocator(lab, "restart-b", &[], true).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(addresses(&api).await, before, "no Service's address changed across the restart");
+    assert_eq!(records(&api).await, recorded, "the decision's record is kept, not rewritten, by a restart");
     // A new Service gets the freed address, not one somebody holds.
     create(&api, &lb_service("new", 80, &[(annotations::SERVICE_GROUP, "r-keep")], "")).await;
     let new = ingress(&wait_ingress(&api, "new", 1).await);
     assert!(!before.values().any(|v| v == &new), "{new:?} duplicates an existing address");
-    // Every IPAllocated event came from the first allocator; the second only kept addresses.
+    // One IPAllocated per allocation, from the first allocator; the second only kept addresses.
     for (name, _) in before {
-        let evs = events(&client, ns.name(), &name).await;
-        let n = evs.iter().filter(|(_, r, _, _)| r == "IPAllocated").count();
-        assert_eq!(n, 1, "{name}: {evs:?}");
+        let n = occurrences(&client, ns.name(), &name, "IPAllocated").await;
+        assert_eq!(n, 1, "{name}: IPAllocated {n} times");
     }
     second.child.terminate().await.unwrap();
     ns.cleanup().await.unwrap();

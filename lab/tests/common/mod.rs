@@ -202,6 +202,19 @@ pub async fn events(client: &Client, ns: &str, name: &str) -> Vec<(String, Strin
         .unwrap_or_default()
 }
 
+/// How many times an event with `reason` was recorded about the Service `name`: repeats of one event are
+/// one Event object with a count, so this sums the counts.
+pub async fn occurrences(client: &Client, ns: &str, name: &str, reason: &str) -> i32 {
+    let api: Api<Event> = Api::namespaced(client.clone(), ns);
+    let lp = ListParams::default().fields(&format!("involvedObject.name={name},involvedObject.kind=Service"));
+    let items = api.list(&lp).await.map(|l| l.items).unwrap_or_default();
+    items
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .map(|e| e.series.as_ref().and_then(|s| s.count).or(e.count).unwrap_or(1).max(1))
+        .sum()
+}
+
 /// Waits for an event with `reason` and `message` on the Service; returns all its events.
 pub async fn wait_event(
     client: &Client,
