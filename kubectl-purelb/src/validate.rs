@@ -224,7 +224,13 @@ pub fn validate(snap: &Snapshot) -> Report {
 
     // Pools against the nodes' LANs.
     let (node_facts, _) = facts::node_facts(&snap.nodes, &snap.leases, &snap.declared_nodes, snap.now);
-    let lan: Vec<Subnet> = node_facts.iter().flat_map(|n| n.subnets.iter().copied()).collect();
+    // Every node on one LAN reports the same subnets: each once, in the order first seen.
+    let mut lan: Vec<Subnet> = Vec::new();
+    for s in node_facts.iter().flat_map(|n| n.subnets.iter().copied()) {
+        if !lan.contains(&s) {
+            lan.push(s);
+        }
+    }
     let internal_ips: Vec<IpAddr> = snap
         .nodes
         .iter()

@@ -119,6 +119,7 @@ fn ignored_lbnodeagents_are_warnings() {
 fn a_default_aggregation_pool_on_no_node_is_a_warning_when_nodes_are_known() {
     let mut s = with_default(snapshot());
     s.leases.push(lease("n1", "eth0", "10.9.0.0/24", 0, 10));
+    s.leases.push(lease("n2", "eth0", "10.9.0.0/24", 0, 10));
     s.groups.push(group("ns", "lan", &[("192.0.2.0/24", "192.0.2.0/28")], &[]));
     s.groups.push(yaml(
         "apiVersion: purelb.io/v1\nkind: ServiceGroup\nmetadata: {name: routed, namespace: ns}\nspec:\n  local:\n    v4pools:\n    - {subnet: '198.51.100.0/24', pool: '198.51.100.0/24', aggregation: '/32'}\n",
@@ -131,7 +132,8 @@ fn a_default_aggregation_pool_on_no_node_is_a_warning_when_nodes_are_known() {
             && m[0].1.contains("subnet 192.0.2.0/24 of pool 192.0.2.0/28 is on no node"),
         "{m:?}"
     );
-    assert!(m[0].1.contains("from their agents' Leases): 10.9.0.0/24"), "{m:?}");
+    // Two nodes on one LAN: their subnet is named once.
+    assert!(m[0].1.contains("from their agents' Leases): 10.9.0.0/24)"), "{m:?}");
     // Without any node known, nothing is said.
     s.leases.clear();
     assert!(validate(&s).findings.is_empty());
