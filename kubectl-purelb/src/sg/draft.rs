@@ -145,10 +145,54 @@ pub fn default_subnet(pool: &str, family: Family, nodes: &[Subnet]) -> Result<(S
     ))
 }
 
+/// An example pool CIDR and range inside `subnet`, for the prompt: the top sixteenth of the subnet as a
+/// CIDR (the subnet itself when it is that small) and the 21 addresses starting at its three-quarter mark
+/// (fewer when the subnet has fewer).
+pub fn example_pools(subnet: &Subnet) -> (String, String) {
+    use purelb_core::pool::{ip_to_u128, u128_to_ip};
+    let family = subnet.family();
+    let bits = family.max_prefix() - subnet.prefix_len();
+    let cidr = if bits >= 4 {
+        let block = bits - 4;
+        let start = ip_to_u128(subnet.last()) & !((1u128 << block) - 1);
+        format!("{}/{}", u128_to_ip(start, family), family.max_prefix() - block)
+    } else {
+        subnet.to_string()
+    };
+    let first = ip_to_u128(subnet.network());
+    let size = ip_to_u128(subnet.last()) - first;
+    let from = first + size / 4 * 3;
+    let to = (from + 20).min(ip_to_u128(subnet.last()));
+    (cidr, format!("{}-{}", u128_to_ip(from, family), u128_to_ip(to, family)))
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// The prompt's examples lie inside the subnet the user typed, and core's parser accepts them.
+    #[test]
+    fn example_pools_are_valid_pools_of_the_subnet() {
+        for (subnet, family, want) in [
+            ("203.0.113.0/24", Family::V4, Some(("203.0.113.240/28", "203.0.113.189-203.0.113.209"))),
+            ("10.0.0.0/8", Family::V4, Some(("10.240.0.0/12", "10.191.255.253-10.192.0.17"))),
+            ("192.0.2.4/30", Family::V4, None),
+            ("192.0.2.7/32", Family::V4, None),
+            ("2001:db8:100::/64", Family::V6, None),
+            ("2001:db8::/127", Family::V6, None),
+        ] {
+            let s = check_subnet(subnet, family).unwrap();
+            let (cidr, range) = example_pools(&s);
+            if let Some((c, r)) = want {
+                assert_eq!((cidr.as_str(), range.as_str()), (c, r), "{subnet}");
+            }
+            for pool in [&cidr, &range] {
+                check_pool(subnet, pool, "default", family, &[])
+                    .unwrap_or_else(|e| panic!("{subnet}: {pool}: {e}"));
+            }
+        }
+    }
     use crate::testing::*;
 
     #[test]

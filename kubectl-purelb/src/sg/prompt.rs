@@ -72,10 +72,6 @@ fn ask_pool(
     {
         return Ok(None);
     }
-    let (example_cidr, example_range) = match family {
-        Family::V4 => ("192.0.2.240/28", "192.0.2.200-192.0.2.220"),
-        Family::V6 => ("2001:db8::/120", "2001:db8::10-2001:db8::ff"),
-    };
     let mut subnet_input = Input::<String>::with_theme(theme)
         .with_prompt(match nodes.first() {
             Some(s) => format!("{family} subnet (a CIDR; the nodes' InternalIP addresses are in {s})"),
@@ -87,6 +83,10 @@ fn ask_pool(
     }
     let subnet = subnet_input.interact_text()?;
     let subnet = subnet.trim().to_string();
+    let (example_cidr, example_range) = match draft::check_subnet(&subnet, family) {
+        Ok(s) => draft::example_pools(&s),
+        Err(_) => (subnet.clone(), subnet.clone()),
+    };
     let pool = Input::<String>::with_theme(theme)
         .with_prompt(format!(
             "{family} pool inside {subnet} (a CIDR such as {example_cidr} or a range such as {example_range})"
