@@ -171,3 +171,53 @@ async fn lbnodeagent_example_is_accepted_and_equals_the_defaults() {
     assert_eq!(stored.spec.local, Some(LBNodeAgentLocal::default()));
     api.delete("default", &Default::default()).await.unwrap();
 }
+
+/// The README's guide shows example files inline: every ```yaml block that starts with
+/// `# examples/<file>` must be that file exactly, and every `*.yaml` / `*.conf` name the README gives in
+/// backticks must exist in examples/ or deploy/. A copy that drifted from the tested file fails here.
+#[test]
+fn readme_shows_the_example_files_as_they_are() {
+    let root = purelb_lab::workspace_root();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let mut checked = 0;
+    let mut rest = readme.as_str();
+    while let Some(start) = rest.find("```yaml\n") {
+        let body = &rest[start + "```yaml\n".len()..];
+        let end = body.find("\n```").expect("unterminated ```yaml block in README.md");
+        let block = &body[..end];
+        rest = &body[end..];
+        let Some((first, content)) = block.split_once('\n') else { continue };
+        let Some(name) = first.strip_prefix("# examples/") else { continue };
+        let file = std::fs::read_to_string(example(name)).unwrap_or_else(|e| panic!("examples/{name}: {e}"));
+        assert_eq!(content, file.trim_end_matches('\n'), "README.md's copy of examples/{name} differs from the file");
+        checked += 1;
+    }
+    assert!(checked >= 4, "expected the guide to show at least 4 example files, found {checked}");
+    // Inline code spans, outside fenced blocks.
+    let mut prose = String::new();
+    let mut fenced = false;
+    for line in readme.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+        } else if !fenced {
+            prose.push_str(line);
+            prose.push('\n');
+        }
+    }
+    let mut names = 0;
+    for piece in prose.split('`').skip(1).step_by(2) {
+        let bare = piece.trim();
+        let is_file = !bare.contains(char::is_whitespace)
+            && (bare.ends_with(".yaml") || bare.ends_with(".conf"))
+            && !bare.contains('*');
+        if !is_file {
+            continue;
+        }
+        let found = [root.join(bare), root.join("examples").join(bare), root.join("deploy").join(bare)]
+            .iter()
+            .any(|p| p.is_file());
+        assert!(found, "README.md names `{bare}`, which is in neither the repository root, examples/ nor deploy/");
+        names += 1;
+    }
+    assert!(names >= 10, "expected the README to name at least 10 files, found {names}");
+}
