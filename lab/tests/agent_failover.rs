@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -45,46 +44,6 @@ async fn agents(lab: &ControlPlane, net: &Network) -> Vec<Agent> {
 async fn stop_all(agents: Vec<Agent>) {
     for a in agents {
         a.child.terminate().await.ok();
-    }
-}
-
-fn mac_of(net: &Network, node: &str) -> String {
-    let out = net.node(node).unwrap().command("ip").args(["-j", "link", "show", "eth0"]).output().unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v[0]["address"].as_str().unwrap().to_string()
-}
-
-/// A tcpdump on the LAN bridge (ARP and ICMPv6, text, line-buffered into a file); killed on drop.
-struct Capture {
-    child: std::process::Child,
-    file: std::path::PathBuf,
-}
-
-impl Capture {
-    fn start(net: &Network) -> Capture {
-        let file = std::env::temp_dir().join(format!("purelb-capture-{}.txt", std::process::id()));
-        let out = std::fs::File::create(&file).unwrap();
-        // `ip netns exec` execs tcpdump in place, so killing this child kills tcpdump itself.
-        let child = std::process::Command::new("ip")
-            .args(["netns", "exec", net.lan_netns(), "tcpdump", "-i", net.bridge(), "-nn", "-e", "-l"])
-            .args(["arp", "or", "icmp6"])
-            .stdout(out)
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tcpdump (installed by .ci/run)");
-        Capture { child, file }
-    }
-
-    fn text(&self) -> String {
-        std::fs::read_to_string(&self.file).unwrap_or_default()
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.file);
     }
 }
 

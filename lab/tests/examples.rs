@@ -189,7 +189,11 @@ fn readme_shows_the_example_files_as_they_are() {
         let Some((first, content)) = block.split_once('\n') else { continue };
         let Some(name) = first.strip_prefix("# examples/") else { continue };
         let file = std::fs::read_to_string(example(name)).unwrap_or_else(|e| panic!("examples/{name}: {e}"));
-        assert_eq!(content, file.trim_end_matches('\n'), "README.md's copy of examples/{name} differs from the file");
+        assert_eq!(
+            content,
+            file.trim_end_matches('\n'),
+            "README.md's copy of examples/{name} differs from the file"
+        );
         checked += 1;
     }
     assert!(checked >= 4, "expected the guide to show at least 4 example files, found {checked}");
@@ -216,7 +220,10 @@ fn readme_shows_the_example_files_as_they_are() {
         let found = [root.join(bare), root.join("examples").join(bare), root.join("deploy").join(bare)]
             .iter()
             .any(|p| p.is_file());
-        assert!(found, "README.md names `{bare}`, which is in neither the repository root, examples/ nor deploy/");
+        assert!(
+            found,
+            "README.md names `{bare}`, which is in neither the repository root, examples/ nor deploy/"
+        );
         names += 1;
     }
     assert!(names >= 10, "expected the README to name at least 10 files, found {names}");

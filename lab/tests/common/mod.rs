@@ -358,3 +358,46 @@ pub async fn wait_events_where(
     .await
     .unwrap_or_else(|e| panic!("{e}"))
 }
+
+/// The MAC address of `node`'s LAN interface (eth0).
+pub fn mac_of(net: &purelb_lab::Network, node: &str) -> String {
+    let out = net.node(node).unwrap().command("ip").args(["-j", "link", "show", "eth0"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v[0]["address"].as_str().unwrap().to_string()
+}
+
+/// A tcpdump on the LAN bridge (ARP and ICMPv6, text, line-buffered into a file); killed on drop.
+pub struct Capture {
+    child: std::process::Child,
+    file: std::path::PathBuf,
+}
+
+impl Capture {
+    pub fn start(net: &purelb_lab::Network) -> Capture {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let file = std::env::temp_dir().join(format!("purelb-capture-{}-{n}.txt", std::process::id()));
+        let out = std::fs::File::create(&file).unwrap();
+        // `ip netns exec` execs tcpdump in place, so killing this child kills tcpdump itself.
+        let child = std::process::Command::new("ip")
+            .args(["netns", "exec", net.lan_netns(), "tcpdump", "-i", net.bridge(), "-nn", "-e", "-l"])
+            .args(["arp", "or", "icmp6"])
+            .stdout(out)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("tcpdump (installed by .ci/run)");
+        Capture { child, file }
+    }
+
+    pub fn text(&self) -> String {
+        std::fs::read_to_string(&self.file).unwrap_or_default()
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.file);
+    }
+}
