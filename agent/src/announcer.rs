@@ -129,6 +129,9 @@ pub struct Announcer {
     not_before: Instant,
     backoff: Duration,
     ready: bool,
+    /// When the loop started, and whether every watch has listed since (logged once).
+    started: Instant,
+    listed: bool,
 }
 
 impl Announcer {
@@ -156,6 +159,8 @@ impl Announcer {
             not_before: Instant::now(),
             backoff: MIN_BACKOFF,
             ready: false,
+            started: Instant::now(),
+            listed: false,
         }
     }
 
@@ -205,6 +210,7 @@ impl Announcer {
                             next = changes.next().now_or_never();
                         }
                     }
+                    self.log_listed();
                 }
                 _ = tick.tick() => {
                     self.tracker.set_renewed(*self.parts.renewed.borrow());
@@ -283,6 +289,28 @@ impl Announcer {
                     self.parts.config.send_replace(Some(self.config.clone()));
                 }
             }
+        }
+    }
+
+    /// Logs, once, how long the six initial lists took and what they held.
+    fn log_listed(&mut self) {
+        let listed = self.services.synced
+            && self.slices.synced
+            && self.leases.synced
+            && self.nodes.synced
+            && self.groups.synced
+            && self.agents.synced;
+        if listed && !self.listed {
+            self.listed = true;
+            tracing::info!(
+                after = ?self.started.elapsed(),
+                services = self.services.len(),
+                endpoint_slices = self.slices.len(),
+                leases = self.leases.len(),
+                nodes = self.nodes.len(),
+                groups = self.groups.len(),
+                "every watch has listed"
+            );
         }
     }
 
