@@ -4,7 +4,7 @@
 //! prints `kubectl purelb explain` for it and the commands to look around; every printed command works
 //! (the kubeconfig, `ip netns exec <node>`, the router's `birdc` socket), the address is on `kube-lb0` of
 //! all three nodes and the router routes it via all three; SIGTERM stops everything and removes the lab's
-//! network namespaces.
+//! network namespaces. Without root, `scripts/lab-up.sh` and `purelb-lab up` say they need it and stop.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
@@ -204,4 +204,34 @@ impl Drop for LabGuard {
             let _ = self.0.wait();
         }
     }
+}
+
+/// Run as anyone but root, the README's first command and the binary it execs say they need root, and do
+/// nothing else. (Copies of both in a directory anyone may read: the checkout may be in root's home.)
+#[test]
+fn lab_up_refuses_clearly_without_root() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = purelb_lab::workspace_root();
+    let dir = std::env::temp_dir().join(format!("purelb-lab-up-nonroot-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("scripts")).unwrap();
+    let script = dir.join("scripts/lab-up.sh");
+    let bin = dir.join("purelb-lab");
+    std::fs::copy(root.join("scripts/lab-up.sh"), &script).unwrap();
+    std::fs::copy(purelb_lab::binary("purelb-lab").unwrap(), &bin).unwrap();
+    for p in [dir.as_path(), &dir.join("scripts"), &script, &bin] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    for (program, arg) in [("bash", script.to_str().unwrap()), (bin.to_str().unwrap(), "up")] {
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", program, arg])
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{program} {arg}: {stderr}");
+        assert!(stderr.contains("must run as root"), "{program} {arg} said: {stderr}");
+        assert!(String::from_utf8_lossy(&out.stdout).trim().is_empty(), "{program} printed on stdout");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }
