@@ -358,6 +358,7 @@ impl Announcer {
 
     /// One reconcile; returns what failed.
     async fn try_reconcile(&mut self) -> Vec<String> {
+        let started = Instant::now();
         let me = self.settings.node.clone();
         let excluded: BTreeSet<String> = self
             .nodes
@@ -386,6 +387,7 @@ impl Announcer {
         }
 
         self.desired_ips = desired.targets().keys().copied().collect();
+        let planned = Instant::now();
         let errors = match self.apply_addresses(&desired).await {
             Ok((in_place, added, errors)) => {
                 self.after_apply(&me, &desired, &in_place, &added).await;
@@ -394,8 +396,17 @@ impl Announcer {
             // Nothing is known of the kernel: keep what was held and announced as it was.
             Err(e) => vec![e],
         };
+        let applied = Instant::now();
         self.reset_traffic_policies(resets);
         self.reports(&nodes, &pools, &endpoints, &extlbint);
+        tracing::debug!(
+            services = self.services.len(),
+            addresses = self.desired_ips.len(),
+            plan = ?planned.duration_since(started),
+            kernel = ?applied.duration_since(planned),
+            reports = ?applied.elapsed(),
+            "reconcile"
+        );
         errors
     }
 

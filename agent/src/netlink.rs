@@ -19,6 +19,19 @@ use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::sys::AsyncSocket;
 use rtnetlink::{Handle, LinkDummy, LinkUnspec, MulticastGroup, RouteMessageBuilder};
 
+/// Address requests outstanding at once in [`Netlink::add_many`] and [`Netlink::delete_many`]: enough to
+/// hide the round trips, few enough that the replies fit the socket's buffer.
+const IN_FLIGHT: usize = 32;
+
+/// The kernel's addresses grouped by address (one address may be on several links).
+fn by_address(listing: Vec<KernelAddress>) -> HashMap<IpAddr, Vec<KernelAddress>> {
+    let mut map: HashMap<IpAddr, Vec<KernelAddress>> = HashMap::new();
+    for a in listing {
+        map.entry(a.address).or_default().push(a);
+    }
+    map
+}
+
 /// IFA_PROTO value that tags every address the agent adds.
 pub const PURELB_ADDR_PROTO: u8 = 0x50;
 
@@ -200,21 +213,25 @@ impl Netlink {
         Ok(owned)
     }
 
-    /// Adds `address/prefix_len` to link `index`, tagged as ours (IPv6 without DAD). Already there and
-    /// ours is success; ours with another prefix length is replaced. Present anywhere without our tag is
-    /// an error, and that address is left alone.
-    /// Applies [`Netlink::add`] to many addresses with one listing of the kernel's addresses, so that
-    /// adding n addresses costs n requests, not n listings of n addresses.
+    /// Adds each `address/prefix_len` to its link `index`, tagged as ours (IPv6 without DAD). Already
+    /// there and ours is success; ours with another prefix length is replaced. Present anywhere without
+    /// our tag is an error, and that address is left alone. One listing of the kernel's addresses serves
+    /// them all, and up to [`IN_FLIGHT`] requests are outstanding at once: adding n addresses costs n
+    /// requests, not n listings, nor n round trips one after the other. Results are in `targets` order.
     pub async fn add_many(
         &self,
         targets: &[(u32, IpAddr, u8)],
     ) -> Result<Vec<Result<(), NetlinkError>>, NetlinkError> {
-        let listing = self.addresses().await?;
-        let mut out = Vec::with_capacity(targets.len());
-        for &(index, address, prefix_len) in targets {
-            out.push(self.add_one(&listing, index, address, prefix_len).await);
-        }
-        Ok(out)
+        let listing = by_address(self.addresses().await?);
+        let listing = &listing;
+        Ok(futures::stream::iter(targets.iter().copied())
+            .map(|(index, address, prefix_len)| {
+                let same = listing.get(&address).map(Vec::as_slice).unwrap_or_default();
+                self.add_one(same, index, address, prefix_len)
+            })
+            .buffered(IN_FLIGHT)
+            .collect()
+            .await)
     }
 
     /// One address: see [`Netlink::add_many`].
@@ -223,18 +240,18 @@ impl Netlink {
         self.add_many(&[(index, address, prefix_len)]).await?.pop().unwrap_or(Ok(()))
     }
 
+    /// One address of [`Netlink::add_many`]; `same` is what the kernel holds with that address.
     async fn add_one(
         &self,
-        listing: &[KernelAddress],
+        same: &[KernelAddress],
         index: u32,
         address: IpAddr,
         prefix_len: u8,
     ) -> Result<(), NetlinkError> {
-        let same: Vec<&KernelAddress> = listing.iter().filter(|a| a.address == address).collect();
         if let Some(theirs) = same.iter().find(|a| !a.ours) {
             return Err(NetlinkError::NotOurs { address, interface: self.link_name(theirs.index).await? });
         }
-        let here: Vec<&KernelAddress> = same.iter().copied().filter(|a| a.index == index).collect();
+        let here: Vec<&KernelAddress> = same.iter().filter(|a| a.index == index).collect();
         if here.iter().any(|a| a.prefix_len == prefix_len) {
             return Ok(());
         }
@@ -266,25 +283,34 @@ impl Netlink {
 
     /// Deletes addresses, each only if the kernel shows it tagged ours: absent is fine, untagged is
     /// refused with [`NetlinkError::NotOurs`] (never remove what we did not add). One listing serves
-    /// them all, so withdrawing n addresses costs n requests, not n listings of n addresses. Kernel 6.18
-    /// ignores the tag on deletion, so the check is this listing; the window between is small.
+    /// them all and up to [`IN_FLIGHT`] requests are outstanding at once, as in
+    /// [`Netlink::add_many`]. Kernel 6.18 ignores the tag on deletion, so the check is this listing; the
+    /// window between is small. Results are in `targets` order.
     pub async fn delete_many(
         &self,
         targets: &[(u32, IpAddr, u8)],
     ) -> Result<Vec<Result<(), NetlinkError>>, NetlinkError> {
-        let here = self.addresses().await?;
-        let mut out = Vec::with_capacity(targets.len());
-        for &(index, address, prefix_len) in targets {
-            let same: Vec<&KernelAddress> =
-                here.iter().filter(|a| a.index == index && a.address == address).collect();
-            out.push(match same.iter().find(|a| a.prefix_len == prefix_len) {
-                Some(a) if a.ours => self.remove(index, address, prefix_len).await,
-                Some(_) => self.not_ours(index, address).await,
-                None if same.iter().any(|a| !a.ours) => self.not_ours(index, address).await,
-                None => Ok(()),
-            });
-        }
-        Ok(out)
+        let here = by_address(self.addresses().await?);
+        let here = &here;
+        Ok(futures::stream::iter(targets.iter().copied())
+            .map(|(index, address, prefix_len)| async move {
+                let same: Vec<&KernelAddress> = here
+                    .get(&address)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter(|a| a.index == index)
+                    .collect();
+                match same.iter().find(|a| a.prefix_len == prefix_len) {
+                    Some(a) if a.ours => self.remove(index, address, prefix_len).await,
+                    Some(_) => self.not_ours(index, address).await,
+                    None if same.iter().any(|a| !a.ours) => self.not_ours(index, address).await,
+                    None => Ok(()),
+                }
+            })
+            .buffered(IN_FLIGHT)
+            .collect()
+            .await)
     }
 
     /// One address: see [`Netlink::delete_many`].

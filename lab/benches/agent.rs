@@ -181,11 +181,18 @@ async fn main() {
         // Where the time went, from the restarted agent's own log: its start, its six initial lists, its
         // first address (text logs start with an RFC 3339 time).
         let log = std::fs::read_to_string(agents[0].child.log_path()).unwrap_or_default();
-        for mark in ["starting", "every watch has listed", "added address"] {
-            if let Some(line) = log.lines().find(|l| l.contains(mark)) {
-                let plain: String = strip_ansi(line).chars().take(200).collect();
+        for mark in ["starting", "every watch has listed", "added address", "first reconcile done"] {
+            if let Some(line) = log.lines().map(strip_ansi).find(|l| l.contains(mark)) {
+                let plain: String = line.chars().take(200).collect();
                 println!("  restarted agent: {plain}");
             }
+        }
+        // Anything that went wrong on the way (a watch error retried, a failed step) explains an outlier.
+        for line in
+            log.lines().map(strip_ansi).filter(|l| l.contains(" WARN ") || l.contains(" ERROR ")).take(5)
+        {
+            let plain: String = line.chars().take(300).collect();
+            println!("  restarted agent: {plain}");
         }
     }
     report(

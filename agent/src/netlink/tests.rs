@@ -1,5 +1,6 @@
 #![allow(clippy::unwrap_used)]
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -217,6 +218,57 @@ fn delete_removes_only_ours_and_absent_is_fine() {
     assert_eq!(owned, vec![]);
     assert!(!has(&ns, "kube-lb0", "203.0.113.9", 32));
     assert!(!has(&ns, "kube-lb0", "2001:db8:100::9", 128));
+}
+
+/// Many requests in flight at once (more than `IN_FLIGHT`): every result comes back in the order asked,
+/// the node's own address among them is refused while the rest succeed, and the kernel ends up with
+/// exactly what was asked.
+#[test]
+fn batches_of_many_keep_their_order_and_refuse_only_what_is_not_ours() {
+    let ns = make_node();
+    let veth = ifindex(&ns, "veth-a");
+    let lb = ifindex(&ns, "kube-lb0");
+    ns.ip(&["addr", "add", "192.0.2.11/24", "dev", "veth-a"]);
+    let mut targets: Vec<(u32, IpAddr, u8)> = (0..200u32)
+        .map(|i| (lb, IpAddr::from([198, 51, 100 + (i / 250) as u8, (i % 250) as u8]), 32))
+        .collect();
+    targets.extend((0..50u16).map(|i| (lb, IpAddr::from([0x2001, 0xdb8, 0x100, 0, 0, 0, 0, i]), 128)));
+    // The node's own address, in the middle of the batch.
+    targets.insert(118, (veth, ip("192.0.2.11"), 24));
+
+    let (added, owned_after_add, deleted, owned_after_delete) = ns.run(|| async {
+        let nl = Netlink::new().unwrap();
+        let added = nl.add_many(&targets).await.unwrap();
+        let owned_after_add = nl.owned().await.unwrap();
+        // Delete every other one (the node's address included): the rest stay.
+        let half: Vec<(u32, IpAddr, u8)> = targets.iter().copied().step_by(2).collect();
+        let deleted = nl.delete_many(&half).await.unwrap();
+        (added, owned_after_add, deleted, nl.owned().await.unwrap())
+    });
+
+    assert_eq!(added.len(), targets.len());
+    for (i, r) in added.iter().enumerate() {
+        if i == 118 {
+            assert!(matches!(r, Err(NetlinkError::NotOurs { .. })), "{r:?}");
+        } else {
+            assert!(r.is_ok(), "{:?}: {r:?}", targets[i]);
+        }
+    }
+    assert_eq!(owned_after_add.len(), targets.len() - 1);
+    assert_eq!(deleted.len(), targets.len().div_ceil(2));
+    for (j, r) in deleted.iter().enumerate() {
+        let i = j * 2;
+        if i == 118 {
+            assert!(matches!(r, Err(NetlinkError::NotOurs { .. })), "{r:?}");
+        } else {
+            assert!(r.is_ok(), "{:?}: {r:?}", targets[i]);
+        }
+    }
+    let kept: BTreeSet<(IpAddr, u8)> = owned_after_delete.iter().map(|o| (o.address, o.prefix_len)).collect();
+    let expected: BTreeSet<(IpAddr, u8)> =
+        targets.iter().enumerate().filter(|(i, _)| i % 2 == 1).map(|(_, t)| (t.1, t.2)).collect();
+    assert_eq!(kept, expected);
+    assert!(has(&ns, "veth-a", "192.0.2.11", 24));
 }
 
 #[test]
