@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, DeleteParams};
-use purelb_core::api::annotations;
+use purelb_core::api::{annotations, conditions};
 use purelb_lab::{ControlPlane, Network, NetworkConfig, TestNamespace, shared};
 use tokio::sync::{Mutex, OnceCell};
 
@@ -171,6 +171,80 @@ async fn a_restarted_agent_removes_its_orphans_and_never_the_nodes_own_addresses
     for (dev, addr) in [("kube-lb0", "198.51.100.250/32"), ("eth0", "192.0.2.99/24")] {
         node1.command("ip").args(["addr", "del", addr, "dev", dev]).status().unwrap();
     }
+    ns.cleanup().await.unwrap();
+}
+
+/// A rolling restart of every agent rewrites no routed `externalTrafficPolicy: Cluster` Service: their
+/// report says "every live node", which stays true while one node at a time goes and comes back, so the
+/// Services' resourceVersions do not move (naming the nodes would cost each Service two writes per node
+/// restart, all landing on the API server exactly while the restarted agent lists).
+#[tokio::test]
+async fn a_rolling_restart_of_the_agents_rewrites_no_routed_service() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let (lab, net) = base().await;
+    let mut agents = agents(lab, net).await;
+    let client = lab.admin_client().await.unwrap();
+    let ns = TestNamespace::new(&client, "fo-roll").await.unwrap();
+    create_group(
+        &client,
+        ns.name(),
+        &group("fo-roll", Some(("198.51.100.0/24", "198.51.100.80/29", "/32")), None),
+    )
+    .await;
+    let api: Api<Service> = Api::namespaced(client.clone(), ns.name());
+    let names: Vec<String> = (0..4).map(|i| format!("svc-{i}")).collect();
+    for name in &names {
+        create(&api, &lb_service(name, 80, &[(annotations::SERVICE_GROUP, "fo-roll")], "")).await;
+    }
+    let all = [("node1", "kube-lb0", 32), ("node2", "kube-lb0", 32), ("node3", "kube-lb0", 32)];
+    let mut ips = Vec::new();
+    for name in &names {
+        let ip = ingress(&wait_ingress(&api, name, 1).await)[0].clone();
+        wait_holders(net, &ip, &all).await;
+        ips.push(ip);
+    }
+    // Steady state: every Service reports where its address is.
+    let announced = |svc: &Service| {
+        svc.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == conditions::ANNOUNCED).cloned()
+    };
+    let mut versions = Vec::new();
+    for (name, ip) in names.iter().zip(&ips) {
+        let want = format!("{ip}/32 on kube-lb0 of every live node");
+        let svc = purelb_lab::wait_for(&format!("{name} reported"), Duration::from_secs(30), || {
+            let (api, name, want) = (api.clone(), name.clone(), want.clone());
+            async move {
+                let svc = api.get(&name).await.ok()?;
+                (announced(&svc).map(|c| (c.status, c.message)) == Some(("True".into(), want))).then_some(svc)
+            }
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        versions.push(svc.metadata.resource_version.clone().unwrap());
+    }
+
+    for agent in &mut agents {
+        let node = agent.node.clone();
+        agent.child.terminate().await.unwrap();
+        let rest: Vec<(&str, &str, u8)> = all.iter().copied().filter(|(n, _, _)| *n != node).collect();
+        wait_holders(net, &ips[0], &rest).await;
+        *agent = start_agent(lab, net, &node, &["--log-format=text"]).await;
+        wait_agent_ready(agent).await;
+        for ip in &ips {
+            wait_holders(net, ip, &all).await;
+        }
+    }
+    // Whatever the agents were going to write has landed by now (their writes follow a reconcile).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for (name, before) in names.iter().zip(&versions) {
+        let svc = api.get(name).await.unwrap();
+        assert_eq!(
+            svc.metadata.resource_version.as_ref(),
+            Some(before),
+            "{name} was rewritten during the rolling restart: {:?}",
+            announced(&svc)
+        );
+    }
+    stop_all(agents).await;
     ns.cleanup().await.unwrap();
 }
 

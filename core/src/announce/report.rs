@@ -13,7 +13,8 @@
 //! `plan_for_node` ([`report`]): the annotation `purelb.io/announcing-IPv4` / `-IPv6` =
 //! `<node>, <interface>` for a family whose address has a local winner, and the condition
 //! `purelb.io/Announced`: `True`/`Announced` when every address is announced somewhere (message e.g.
-//! `192.0.2.200 on node1/eth0; 198.51.100.5/32 on kube-lb0 of node1, node2, node3`), else
+//! `192.0.2.200 on node1/eth0; 198.51.100.5/32 on kube-lb0 of every live node`, or the nodes named
+//! when only some of the live ones route it, as with `externalTrafficPolicy: Local`), else
 //! `False`/`NotAnnounced` with the reasons. How it is written (per-node field managers) is in `k8s`.
 //! While nodes disagree about liveness (for less than a Lease duration) two of them may both believe
 //! they report; each writes the truth as it sees it and they converge when their views do.
@@ -134,7 +135,11 @@ pub fn report(
             out.annotations.entry(key.to_string()).or_insert_with(|| format!("{node}, {interface}"));
         }
         if let Some((interface, prefix_len)) = &routed {
-            let nodes = names(&routers);
+            let nodes = if every_live_node(svc, nodes, &routers) {
+                "every live node".to_string()
+            } else {
+                names(&routers)
+            };
             text = if text.is_empty() {
                 format!("{ip}/{prefix_len} on {interface} of {nodes}")
             } else {
@@ -153,6 +158,16 @@ pub fn report(
         message: parts.join("; "),
     });
     out
+}
+
+/// Whether the nodes routing an address are simply all that can: every live node not excluded, with
+/// `externalTrafficPolicy: Cluster`. The report then says so instead of naming them, so that a node
+/// coming or going (an agent restart, a rolling update) rewrites no Service: naming them would cost
+/// every Service two status writes per node restart. `explain` names them.
+fn every_live_node(svc: &ServiceFacts, nodes: &[NodeFacts], routers: &[&str]) -> bool {
+    !svc.local_traffic_policy
+        && routers.len() == nodes.iter().filter(|n| n.live && !n.excluded).count()
+        && routers.iter().all(|r| nodes.iter().any(|n| n.name == *r && n.live && !n.excluded))
 }
 
 /// `node1, node2` or `node1, node2, … and 7 more`.
@@ -249,14 +264,40 @@ mod tests {
     }
 
     #[test]
-    fn non_local_summary_lists_the_announcing_nodes() {
+    fn non_local_summary_stays_the_same_while_nodes_come_and_go() {
         let s = svc(&["198.51.100.5"]);
         let r = report(&s, &nodes(), &pools(), "kube-lb0");
         assert!(r.annotations.is_empty());
+        let all = r.condition.unwrap();
+        assert_eq!(all.message, "198.51.100.5/32 on kube-lb0 of every live node");
+        // A node restarting (its Lease gone) or excluded changes nothing to write.
+        let mut ns = nodes();
+        ns[1].live = false;
+        assert_eq!(report(&s, &ns, &pools(), "kube-lb0").condition.unwrap(), all);
+        ns[1].live = true;
+        ns[2].excluded = true;
+        assert_eq!(report(&s, &ns, &pools(), "kube-lb0").condition.unwrap(), all);
+    }
+
+    #[test]
+    fn non_local_summary_names_the_nodes_when_only_some_route_it() {
+        let mut s = svc(&["198.51.100.5"]);
+        s.local_traffic_policy = true;
+        s.endpoint_nodes = ["node1".to_string(), "node3".to_string()].into();
+        let r = report(&s, &nodes(), &pools(), "kube-lb0");
+        assert_eq!(r.condition.unwrap().message, "198.51.100.5/32 on kube-lb0 of 2 nodes (node1, node3)");
+        // With endpoints on every node it still names them: they follow the pods, not the nodes.
+        s.endpoint_nodes = ["node1", "node2", "node3"].map(String::from).into();
+        let r = report(&s, &nodes(), &pools(), "kube-lb0");
         assert_eq!(
             r.condition.unwrap().message,
             "198.51.100.5/32 on kube-lb0 of 3 nodes (node1, node2, node3)"
         );
+    }
+
+    #[test]
+    fn every_node_agrees_on_one_live_reporter() {
+        let s = svc(&["198.51.100.5"]);
         // Every node agrees on one reporter, a live one.
         let mut ns = nodes();
         let first = reporter(&s, &ns).unwrap();
