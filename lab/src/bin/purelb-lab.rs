@@ -179,7 +179,11 @@ fn print_how_to_play(cp: &ControlPlane, net: &Network) {
         println!("  ip netns exec {} ip addr show          # node {}", node.netns(), node.name());
     }
     println!("  birdc -s {} show route   # the router's BGP routes", router_socket(net).display());
-    println!("\nLogs: {}/*.log", cp.dir().display());
+    println!(
+        "\nThe lab has no kubelet: the allocator and the agents run as processes, so `kubectl purelb status`\n\
+         shows the Deployment and the DaemonSet without pods; the Leases, pools and Services are real."
+    );
+    println!("Logs: {}/*.log", cp.dir().display());
     println!(
         "Stop: Ctrl-C (or SIGTERM to pid {}) stops everything and removes the lab's namespaces.",
         std::process::id()
