@@ -164,10 +164,10 @@ pub fn report(
 /// `externalTrafficPolicy: Cluster`. The report then says so instead of naming them, so that a node
 /// coming or going (an agent restart, a rolling update) rewrites no Service: naming them would cost
 /// every Service two status writes per node restart. `explain` names them.
+/// `routers` are in `nodes` order (they come from one plan per node), so one ordered comparison does.
 fn every_live_node(svc: &ServiceFacts, nodes: &[NodeFacts], routers: &[&str]) -> bool {
-    !svc.local_traffic_policy
-        && routers.len() == nodes.iter().filter(|n| n.live && !n.excluded).count()
-        && routers.iter().all(|r| nodes.iter().any(|n| n.name == *r && n.live && !n.excluded))
+    let eligible = nodes.iter().filter(|n| n.live && !n.excluded).map(|n| n.name.as_str());
+    !svc.local_traffic_policy && routers.iter().copied().eq(eligible)
 }
 
 /// `node1, node2` or `node1, node2, … and 7 more`.
