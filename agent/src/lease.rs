@@ -6,8 +6,9 @@
 //!   `purelb-lbnodeagent`): `holderIdentity: <node>`, `leaseDurationSeconds`, `renewTime`, and the
 //!   annotations [`SUBNETS_ANNOTATION`] (the LAN interface's subnets, comma-separated CIDRs, host bits
 //!   masked, IPv4 and IPv6) and [`INTERFACE_ANNOTATION`] (the LAN interface's name). [`Renewer`] renews
-//!   it every `--lease-renew-ms`, and at once when the configuration changes. Node names longer than
-//!   241 characters do not fit in a Lease name and are not supported.
+//!   it every `--lease-renew-ms`, and at once when the configuration changes. When the kernel cannot be
+//!   read, the Lease keeps the LAN it last named (only an answer that no interface is usable empties
+//!   it). Node names longer than 241 characters do not fit in a Lease name and are not supported.
 //! - [`NodeLeases`] turns the watched Leases into `NodeFacts`. Another node is live while its Lease
 //!   keeps changing: `purelb_core::lease::LeaseObservation` on this process's monotonic clock, never
 //!   comparing the writer's `renewTime` with our clock. This node is live while its own last successful
@@ -41,9 +42,13 @@ pub use purelb_core::api::node_lease::{
 use crate::config::{self, AgentConfig};
 use crate::metrics::Metrics;
 
+use crate::netlink::{Netlink, NetlinkError};
+
 /// Field manager of the Lease writes.
 pub const MANAGER: &str = purelb_core::api::AGENT_COMPONENT;
-use crate::netlink::Netlink;
+
+/// How soon the renewer asks the kernel again when it has never read the LAN.
+const LAN_RETRY: Duration = Duration::from_millis(250);
 
 /// The LAN as this node reports it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -298,26 +303,34 @@ impl Renewer {
         loop {
             let config = self.config.borrow_and_update().clone().unwrap_or_default();
             match self.lan_facts(&config).await {
-                Ok(facts) => {
+                Ok(Ok(facts)) => {
                     if lan.as_ref() != Some(&facts) {
                         tracing::info!(interface = %facts.interface, subnets = %format_subnets(&facts.subnets), "LAN interface");
                     }
                     lan = Some(facts);
                 }
-                Err(why) => {
+                Ok(Err(why)) => {
                     if lan.as_ref().is_none_or(|l| !l.interface.is_empty()) {
                         tracing::warn!(%why, localint = %config.localint, "no usable LAN interface: only non-local addresses will be announced");
                     }
                     lan = Some(LanFacts::default());
                 }
+                // The kernel did not answer: that says nothing about the LAN, so the Lease keeps what it
+                // said (publishing "no LAN" would move every local address off this node and back).
+                Err(e) => {
+                    self.metrics.error("lan");
+                    tracing::warn!(error = %e, "could not read the LAN interface; the Lease keeps the last one");
+                }
             }
-            let body = lease_body(
-                &self.node,
-                &self.namespace,
-                &lan.clone().unwrap_or_default(),
-                self.duration,
-                &acquired,
-            );
+            // Nothing is known of the LAN yet: try again shortly rather than publish a wrong one.
+            let Some(known) = lan.as_ref() else {
+                tokio::select! {
+                    _ = tokio::time::sleep(self.every.min(LAN_RETRY)) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                continue;
+            };
+            let body = lease_body(&self.node, &self.namespace, known, self.duration, &acquired);
             let sent = Instant::now();
             let result =
                 tokio::time::timeout(self.every, self.api.patch(&name, &pp, &Patch::Apply(&body))).await;
@@ -343,18 +356,16 @@ impl Renewer {
         }
     }
 
-    async fn lan_facts(&self, config: &AgentConfig) -> Result<LanFacts, String> {
-        let links = self.netlink.links().await.map_err(|e| format!("listing links: {e}"))?;
+    /// The LAN `config` selects; the inner error says why no interface is usable, the outer one that
+    /// the kernel could not be read.
+    async fn lan_facts(&self, config: &AgentConfig) -> Result<Result<LanFacts, String>, NetlinkError> {
+        let links = self.netlink.links().await?;
         let default_route = match config.localint {
-            config::LocalInt::DefaultRoute => self
-                .netlink
-                .default_route_interface()
-                .await
-                .map_err(|e| format!("reading the default route: {e}"))?,
+            config::LocalInt::DefaultRoute => self.netlink.default_route_interface().await?,
             config::LocalInt::Pattern { .. } => None,
         };
-        let link = config::lan_interface(config, &links, default_route.as_deref())?;
-        Ok(LanFacts { interface: link.name.clone(), subnets: config::lan_subnets(link) })
+        Ok(config::lan_interface(config, &links, default_route.as_deref())
+            .map(|link| LanFacts { interface: link.name.clone(), subnets: config::lan_subnets(link) }))
     }
 }
 

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 use rtnetlink::packet_core::NetlinkPayload;
@@ -18,6 +19,7 @@ use rtnetlink::packet_route::route::{RouteAttribute, RouteHeader, RouteMessage, 
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::sys::AsyncSocket;
 use rtnetlink::{Handle, LinkDummy, LinkUnspec, MulticastGroup, RouteMessageBuilder};
+use tokio::sync::Mutex;
 
 /// Address requests outstanding at once in [`Netlink::add_many`] and [`Netlink::delete_many`]: enough to
 /// hide the round trips, few enough that the replies fit the socket's buffer.
@@ -37,9 +39,14 @@ pub const PURELB_ADDR_PROTO: u8 = 0x50;
 
 /// A handle on one rtnetlink connection; clones share it. The connection task ends when the last clone
 /// is dropped.
+///
+/// The kernel runs one dump (a listing of links, addresses or routes) at a time per socket and answers
+/// another started meanwhile with EBUSY. The Lease renewer and the reconcile list concurrently over this
+/// one connection, so every listing takes `dumps` first; other requests need no turn.
 #[derive(Clone)]
 pub struct Netlink {
     handle: Handle,
+    dumps: Arc<Mutex<()>>,
 }
 
 /// A link (interface) with its global-scope addresses.
@@ -125,7 +132,7 @@ impl Netlink {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| NetlinkError::NoRuntime)?;
         let (connection, handle, _) = rtnetlink::new_connection().map_err(NetlinkError::Connect)?;
         runtime.spawn(connection);
-        Ok(Netlink { handle })
+        Ok(Netlink { handle, dumps: Arc::default() })
     }
 
     /// Every link with its global-scope IPv4 and IPv6 addresses.
@@ -157,14 +164,11 @@ impl Netlink {
         let v4 = RouteMessageBuilder::<Ipv4Addr>::new().build();
         let v6 = RouteMessageBuilder::<Ipv6Addr>::new().build();
         for query in [v4, v6] {
-            let routes: Vec<RouteMessage> = self
-                .handle
-                .route()
-                .get(query)
-                .execute()
-                .try_collect()
-                .await
-                .map_err(|source| request("listing routes", source))?;
+            let routes: Vec<RouteMessage> = {
+                let _turn = self.dumps.lock().await;
+                self.handle.route().get(query).execute().try_collect().await
+            }
+            .map_err(|source| request("listing routes", source))?;
             let best = routes
                 .iter()
                 .filter(|r| is_main_default(r))
@@ -388,14 +392,11 @@ impl Netlink {
     }
 
     async fn addresses(&self) -> Result<Vec<KernelAddress>, NetlinkError> {
-        let messages: Vec<AddressMessage> = self
-            .handle
-            .address()
-            .get()
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|source| request("listing addresses", source))?;
+        let messages: Vec<AddressMessage> = {
+            let _turn = self.dumps.lock().await;
+            self.handle.address().get().execute().try_collect().await
+        }
+        .map_err(|source| request("listing addresses", source))?;
         Ok(messages
             .iter()
             .filter_map(|m| {
@@ -412,6 +413,7 @@ impl Netlink {
     }
 
     async fn link_messages(&self) -> Result<Vec<LinkMessage>, NetlinkError> {
+        let _turn = self.dumps.lock().await;
         self.handle
             .link()
             .get()

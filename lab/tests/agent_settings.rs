@@ -4,7 +4,9 @@
 //! `sendgarp: false` adds a new local address without any gratuitous ARP; a `localint` that names no
 //! interface leaves no node with a LAN, so every address is routed (the former local ones too, on
 //! `extlbint` of every node with their subnet's prefix, as core decides for an address no node's LAN
-//! holds); deleting the LBNodeAgent brings the defaults back. The LBNodeAgent applies to every agent of the namespace, so this file has its
+//! holds); deleting the LBNodeAgent brings the defaults back. Until then, no version of any node Lease
+//! fails to name eth0 and its subnet (a reconcile's listing once collided with the renewer's, and the
+//! Lease said "no LAN"). The LBNodeAgent applies to every agent of the namespace, so this file has its
 //! own lab and network.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -12,9 +14,16 @@ mod common;
 
 use std::time::Duration;
 
+use std::sync::{Arc, Mutex};
+
 use common::*;
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Service;
+use kube::ResourceExt;
 use kube::api::Api;
+use kube::runtime::watcher;
+use purelb_core::api::node_lease::{INTERFACE_ANNOTATION, LEASE_LABEL, SUBNETS_ANNOTATION};
 use purelb_core::api::{LBNodeAgent, annotations};
 use purelb_lab::{Network, NetworkConfig, TestNamespace, shared};
 
@@ -53,6 +62,9 @@ async fn lbnodeagent_settings_take_effect_on_running_agents() {
         wait_agent_ready(a).await;
     }
     let client = lab.admin_client().await.unwrap();
+    // Every version of the node Leases, from here on: until localint names no interface, each must name
+    // eth0 and its subnets (a Lease saying "no LAN" even once moves local addresses off that node).
+    let lease_log = LeaseLog::start(&client);
     let ns = TestNamespace::new(&client, "settings").await.unwrap();
     create_group(
         &client,
@@ -100,6 +112,8 @@ async fn lbnodeagent_settings_take_effect_on_running_agents() {
     // The local address that was already there stayed where it was.
     assert_eq!(holders(&net, &l1).await, l1_holders);
 
+    lease_log.assert_every_version_names_the_lan();
+
     // localint that names no interface: no node has a LAN, so no address is local any more; the former
     // local ones are routed like the rest (on lb-ext of both nodes, with their group's default
     // aggregation, the subnet's /24), and none stays on eth0.
@@ -140,4 +154,53 @@ async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
     })
     .await
     .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// The node Leases' versions as a watch delivers them: (Lease, interface annotation, subnets annotation).
+struct LeaseLog {
+    seen: Arc<Mutex<Vec<(String, String, String)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LeaseLog {
+    fn start(client: &kube::Client) -> LeaseLog {
+        let api: Api<Lease> = Api::namespaced(client.clone(), "purelb-system");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let task = tokio::spawn(async move {
+            let (key, value) = LEASE_LABEL;
+            let config = watcher::Config::default().labels(&format!("{key}={value}"));
+            let mut events = watcher(api, config).boxed();
+            while let Some(event) = events.next().await {
+                let (watcher::Event::Apply(lease) | watcher::Event::InitApply(lease)) = event.unwrap() else {
+                    continue;
+                };
+                let a = lease.annotations();
+                let get = |k: &str| a.get(k).cloned().unwrap_or_default();
+                log.lock().unwrap().push((
+                    lease.name_any(),
+                    get(INTERFACE_ANNOTATION),
+                    get(SUBNETS_ANNOTATION),
+                ));
+            }
+        });
+        LeaseLog { seen, task }
+    }
+
+    fn assert_every_version_names_the_lan(&self) {
+        let seen = self.seen.lock().unwrap();
+        assert!(seen.len() >= NODES.len(), "the watch saw only {seen:?}");
+        for (lease, interface, subnets) in seen.iter() {
+            assert!(
+                interface == "eth0" && subnets.contains("192.0.2.0/24"),
+                "{lease} said interface {interface:?}, subnets {subnets:?}; every version seen: {seen:?}"
+            );
+        }
+    }
+}
+
+impl Drop for LeaseLog {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }

@@ -346,3 +346,39 @@ fn default_route_interface_prefers_ipv4_then_ipv6() {
 fn new_outside_a_runtime_is_an_error_not_a_panic() {
     assert!(matches!(Netlink::new(), Err(NetlinkError::NoRuntime)));
 }
+
+#[test]
+fn concurrent_listings_on_one_connection_all_succeed() {
+    // The kernel runs one dump at a time per socket and answers a second with EBUSY; the Lease renewer,
+    // the reconcile and the monitor share one connection, so concurrent listings must not fail.
+    let ns = make_node();
+    ns.ip(&["addr", "add", "192.0.2.11/24", "dev", "veth-a"]);
+    let failures = ns.run(|| async {
+        let nl = Netlink::new().unwrap();
+        let tasks: Vec<_> = (0..64)
+            .map(|i| {
+                let nl = nl.clone();
+                tokio::spawn(async move {
+                    match i % 3 {
+                        0 => nl.links().await.map(|l| l.len()),
+                        1 => nl.owned().await.map(|o| o.len()),
+                        _ => nl.default_route_interface().await.map(|d| d.map_or(0, |_| 1)),
+                    }
+                })
+            })
+            .collect();
+        let mut failures = Vec::new();
+        for t in tasks {
+            if let Err(e) = t.await.unwrap() {
+                failures.push(e.to_string());
+            }
+        }
+        failures
+    });
+    assert!(
+        failures.is_empty(),
+        "{} of 64 concurrent listings failed: {:?}",
+        failures.len(),
+        failures.first()
+    );
+}
