@@ -153,6 +153,29 @@ async fn nodes_reach_each_other_the_router_and_the_api_server() -> Result<()> {
             && a.protocol.as_deref() == Some("kernel_ll")),
         "eth0's link-local address is not tagged kernel_ll: {addresses:?}"
     );
+    // The same answers read in-process, as tests poll them; an address on two interfaces is found on both.
+    let v4: IpAddr = node1.ipv4().into();
+    ensure!(node1.placements(v4).await? == [("eth0".to_owned(), 24)], "placements of {v4}");
+    ensure!(node1.placements(node1.ipv6().into()).await? == [("eth0".to_owned(), 64)], "placements of v6");
+    let extra: IpAddr = "203.0.113.77".parse()?;
+    ensure!(node1.placements(extra).await?.is_empty(), "{extra} is on no interface yet");
+    for (dev, len) in [("eth0", "32"), ("kube-lb0", "28")] {
+        let mut add = node1.command("ip");
+        add.args(["addr", "add", &format!("{extra}/{len}"), "dev", dev]);
+        run(add, "ip addr add").await?;
+    }
+    let mut found = node1.placements(extra).await?;
+    found.sort();
+    ensure!(
+        found == [("eth0".to_owned(), 32), ("kube-lb0".to_owned(), 28)],
+        "placements of {extra}: {found:?}"
+    );
+    for (dev, len) in [("eth0", "32"), ("kube-lb0", "28")] {
+        let mut del = node1.command("ip");
+        del.args(["addr", "del", &format!("{extra}/{len}"), "dev", dev]);
+        run(del, "ip addr del").await?;
+    }
+
     let mut show = node1.command("ip");
     show.args(["-o", "link", "show", "kube-lb0"]);
     let links = run(show, "ip link show kube-lb0").await?;

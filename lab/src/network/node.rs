@@ -107,6 +107,17 @@ impl LabNode {
             .collect())
     }
 
+    /// Where `ip` sits on this node: (interface, prefix length) of each of its addresses. Read over
+    /// rtnetlink on a thread, with no `ip` process, so tests and benches can poll it often.
+    pub async fn placements(&self, ip: IpAddr) -> Result<Vec<(String, u8)>, LabError> {
+        let what = format!("looking for {ip} on {}", self.name);
+        let netns = self.netns.clone();
+        tokio::task::spawn_blocking(move || netlink::placements(&netns, ip))
+            .await
+            .map_err(|e| LabError::io(what.clone(), std::io::Error::other(e)))?
+            .map_err(|e| LabError::io(what, e))
+    }
+
     /// Starts `program` inside the node's namespace as a supervised child of the lab, exactly as
     /// [`ControlPlane::spawn`] does (log `<lab dir>/<log_name>.log`, `KUBECONFIG`, dies with this process).
     /// The kubeconfig should come from [`Network::kubeconfig_for_nodes`](super::Network::kubeconfig_for_nodes):

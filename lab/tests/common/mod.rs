@@ -296,10 +296,8 @@ pub async fn holders(net: &purelb_lab::Network, ip: &str) -> Vec<(String, String
     let ip: std::net::IpAddr = ip.parse().expect("ip");
     let mut out = Vec::new();
     for n in net.nodes() {
-        for a in n.addresses().await.expect("node addresses") {
-            if a.ip == ip {
-                out.push((n.name().to_string(), a.interface.clone(), a.prefix_len));
-            }
+        for (interface, prefix_len) in n.placements(ip).await.expect("node addresses") {
+            out.push((n.name().to_string(), interface, prefix_len));
         }
     }
     out
