@@ -6,6 +6,7 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::time::{Duration, Instant};
 
@@ -15,12 +16,7 @@ use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, DeleteParams};
 use purelb_core::api::annotations;
 use purelb_lab::{ControlPlane, Network, NetworkConfig, TestNamespace};
-
-fn report(name: &str, mut lat: Vec<Duration>) {
-    lat.sort();
-    let pct = |p: f64| lat[(((lat.len() - 1) as f64) * p).round() as usize].as_secs_f64() * 1e3;
-    println!("{name}: n={} p50={:.1} ms p99={:.1} ms max={:.1} ms", lat.len(), pct(0.5), pct(0.99), pct(1.0));
-}
+use support::{IngressSeen, report};
 
 /// Polls (every 1 ms, at most 60 s) until `done` holds for the nodes' addresses of `ip`.
 async fn until(net: &Network, ip: &str, done: impl Fn(&[(String, String, u8)]) -> bool) -> Instant {
@@ -76,6 +72,9 @@ async fn main() {
     // create → on the winner's eth0; delete → gone everywhere.
     if wanted("latency") {
         let (mut up, mut down, mut up_routed) = (Vec::new(), Vec::new(), Vec::new());
+        // When a watch first showed each Service with an ingress: the allocator's share of `up`.
+        let seen = IngressSeen::start(client.clone(), ns.name());
+        let mut allocated = Vec::new();
         // Each Service is deleted before the next is created, so the allocator hands out the pool's first
         // address every time: polling the kernel for it directly keeps API polling out of the measurement.
         let (local_ip, routed_ip) = ("192.0.2.200", "198.19.0.0");
@@ -85,6 +84,7 @@ async fn main() {
             create(&api, &lb_service(&name, 80, &[(annotations::SERVICE_GROUP, "b-local")], "")).await;
             up.push(until(&net, local_ip, |h| h.len() == 1).await - t0);
             assert_eq!(ingress(&wait_ingress(&api, &name, 1).await), vec![local_ip.to_string()]);
+            allocated.push(seen.when(&name).await - t0);
             let t0 = Instant::now();
             api.delete(&name, &DeleteParams::default()).await.unwrap();
             down.push(until(&net, local_ip, |h| h.is_empty()).await - t0);
@@ -98,6 +98,7 @@ async fn main() {
             until(&net, routed_ip, |h| h.is_empty()).await;
         }
         report("agent/create->address on the winner's eth0 (local)", up);
+        report("agent/  of which create->ingress seen by a watch (the allocator's part)", allocated);
         report("agent/delete->gone from every node (local)", down);
         report("agent/create->address on kube-lb0 of all 3 nodes (routed)", up_routed);
     }

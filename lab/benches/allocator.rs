@@ -5,6 +5,7 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,51 +15,9 @@ use common::*;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::Api;
-use kube::runtime::{WatchStreamExt, watcher};
 use purelb_core::api::annotations;
 use purelb_lab::{ControlPlane, TestNamespace};
-
-type Seen = Arc<Mutex<HashMap<String, Instant>>>;
-
-/// Records, for each Service of `ns`, when its ingress was first seen.
-fn watch_ingress(client: kube::Client, ns: &str) -> Seen {
-    let seen: Seen = Arc::default();
-    let api: Api<Service> = Api::namespaced(client, ns);
-    let out = seen.clone();
-    tokio::spawn(async move {
-        let mut s = std::pin::pin!(watcher(api, watcher::Config::default()).applied_objects());
-        while let Some(Ok(svc)) = s.next().await {
-            if !ingress(&svc).is_empty() {
-                out.lock().unwrap().entry(svc.metadata.name.clone().unwrap()).or_insert_with(Instant::now);
-            }
-        }
-    });
-    seen
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn report(name: &str, mut lat: Vec<Duration>) {
-    lat.sort();
-    println!(
-        "{name}: n={} p50={:.1} ms p99={:.1} ms max={:.1} ms",
-        lat.len(),
-        percentile(&lat, 0.5).as_secs_f64() * 1e3,
-        percentile(&lat, 0.99).as_secs_f64() * 1e3,
-        lat.last().unwrap().as_secs_f64() * 1e3
-    );
-}
-
-async fn wait_all(seen: &Seen, names: &[String]) {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while names.iter().any(|n| !seen.lock().unwrap().contains_key(n)) {
-        assert!(Instant::now() < deadline, "not every Service got an address within 300 s");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
+use support::{IngressSeen, report};
 
 #[tokio::main]
 async fn main() {
@@ -73,7 +32,7 @@ async fn main() {
     let g = group("bench", Some(("198.19.0.0/16", "198.19.0.0/16", "/32")), None);
     create_group(&client, ns.name(), &g).await;
     let api: Api<Service> = Api::namespaced(client.clone(), ns.name());
-    let seen = watch_ingress(client.clone(), ns.name());
+    let seen = IngressSeen::start(client.clone(), ns.name());
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let mut lat = Vec::new();
@@ -82,8 +41,7 @@ async fn main() {
         let svc = lb_service(&name, 80, &[(annotations::SERVICE_GROUP, "bench")], "");
         let t0 = Instant::now();
         create(&api, &svc).await;
-        wait_all(&seen, std::slice::from_ref(&name)).await;
-        lat.push(seen.lock().unwrap()[&name] - t0);
+        lat.push(seen.when(&name).await - t0);
     }
     report(&format!("allocator/sequential create->ingress (x{sequential})"), lat);
 
@@ -103,9 +61,9 @@ async fn main() {
         .collect::<Vec<_>>()
         .await;
     let created = t0.elapsed();
-    wait_all(&seen, &names).await;
+    seen.wait_all(&names).await;
     let total = t0.elapsed();
-    let seen_map = seen.lock().unwrap().clone();
+    let seen_map = seen.snapshot();
     let started = started.lock().unwrap().clone();
     let lat: Vec<Duration> = names.iter().map(|n| seen_map[n] - started[n]).collect();
     report(&format!("allocator/burst create->ingress (x{burst}, 64 in flight)"), lat);
@@ -129,7 +87,7 @@ async fn main() {
         .await;
     let t0 = Instant::now();
     let alloc = start_allocator(&lab, "bench-2", &["--log-format=text"], false).await;
-    wait_all(&seen, &backlog).await;
+    seen.wait_all(&backlog).await;
     let total = t0.elapsed();
     println!(
         "allocator/backlog: {burst} pending Services allocated {:.2} s after the allocator started = {:.0} Services/s (start-up, index rebuild of {} Services and leader election included)",
