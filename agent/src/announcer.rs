@@ -16,13 +16,26 @@
 //! 5. the `externalTrafficPolicy: Local` reset, by the local winner;
 //! 6. the reports of the Services this node is the reporter of (`report`, written by `k8s`).
 //!
+//! Fail-static: silence from the API server is never evidence that an address should move (see
+//! `lease`). While this agent's view is stale it keeps every address it holds and takes up nothing new
+//! (the verdicts are frozen), logs when it enters and leaves that state, exports it
+//! (`purelb_agent_api_reachable`, `purelb_agent_fail_static_since_seconds`) and, on leaving it, records
+//! an `APIServerReachable` event on its Node. The one thing that takes a local address away without the
+//! API is positive evidence on the wire: a gratuitous ARP / NA for it from another MAC (`conflict`; the
+//! other nodes elected a new winner because this node's Lease expired). The agent then yields the
+//! address within one reconcile and keeps it yielded while stale, and for one Lease duration after the
+//! last such sighting or after its view became fresh again, whichever is later; then the (sticky)
+//! election decides as usual: the node that took the address over keeps it. On leaving
+//! fail-static it announces every local address it still holds again, since the LAN may have been told
+//! otherwise while it could not hear (a link flap).
+//!
 //! A failed step is retried with backoff (1 s doubling to 10 s); reconciles are at least 10 ms apart
 //! so a storm of events costs at most one reconcile per 10 ms (events arriving meanwhile are batched).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::stream::BoxStream;
 use futures::{FutureExt, Stream, StreamExt};
@@ -33,16 +46,19 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use purelb_core::allocate::ServiceKey;
-use purelb_core::announce::{EXCLUDE_LABEL, NodeFacts, Placement, ServiceFacts, plan_for_node};
+use purelb_core::announce::{
+    EXCLUDE_LABEL, NodeFacts, Placement, ServiceFacts, plan_for_node, refuse_connected,
+};
 use purelb_core::api::{LBNodeAgent, ServiceGroup, conditions, events};
 use purelb_core::pool::PoolConfig;
 use purelb_runtime::Admin;
 use tokio::sync::{mpsc, watch};
 
-use crate::config::AgentConfig;
+use crate::config::{self, AgentConfig};
+use crate::conflict::Sighting;
 use crate::desired::{Announced, DesiredSet, Kind, diff, takeovers};
 use crate::k8s::{ReportWrite, Writer};
-use crate::lease::NodeLeases;
+use crate::lease::{NodeLeases, Renewal};
 use crate::metrics::Metrics;
 use crate::netlink::{Netlink, NetlinkError};
 use purelb_core::announce::facts;
@@ -100,8 +116,8 @@ pub struct Parts {
     pub admin: Admin,
     /// Where the configuration goes (the Lease renewer reads it).
     pub config: watch::Sender<Option<AgentConfig>>,
-    /// When the last successful Lease renewal was sent.
-    pub renewed: watch::Receiver<Option<Instant>>,
+    /// The last successful Lease renewal.
+    pub renewed: watch::Receiver<Option<Renewal>>,
     /// The Lease duration of this node.
     pub lease_duration: Duration,
 }
@@ -132,12 +148,26 @@ pub struct Announcer {
     /// When the loop started, and whether every watch has listed since (logged once).
     started: Instant,
     listed: bool,
+    /// Since when this agent runs fail-static (monotonic, and wall clock for the metric), once it was
+    /// synced at least once.
+    stale_since: Option<(Instant, SystemTime)>,
+    /// Local addresses given up after another MAC announced them, with the last such sighting.
+    yielded: BTreeMap<IpAddr, Instant>,
+    /// A conflict listener per LAN interface that carries local addresses.
+    listeners: BTreeMap<String, tokio::task::JoinHandle<()>>,
+    sightings: mpsc::Sender<Sighting>,
+    sighted: Option<mpsc::Receiver<Sighting>>,
+    /// Non-local placements refused for overlapping a LAN (logged when they start).
+    refused: BTreeSet<(ServiceKey, IpAddr)>,
+    /// Announce every local address held after the next reconcile (set on leaving fail-static).
+    reannounce: bool,
 }
 
 impl Announcer {
     /// A loop that has seen nothing yet.
     pub fn new(settings: Settings, parts: Parts) -> Self {
         let tracker = NodeLeases::new(&settings.node, parts.lease_duration);
+        let (sightings, sighted) = mpsc::channel(256);
         Self {
             settings,
             parts,
@@ -161,6 +191,13 @@ impl Announcer {
             ready: false,
             started: Instant::now(),
             listed: false,
+            stale_since: None,
+            yielded: BTreeMap::new(),
+            listeners: BTreeMap::new(),
+            sightings,
+            sighted: Some(sighted),
+            refused: BTreeSet::new(),
+            reannounce: false,
         }
     }
 
@@ -178,6 +215,10 @@ impl Announcer {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut resync = tokio::time::interval(RESYNC);
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let (_, mut sighted) = mpsc::channel(1);
+        if let Some(rx) = self.sighted.take() {
+            sighted = rx;
+        }
         loop {
             let due = self.dirty && self.synced();
             let wake = tokio::time::Instant::from_std(self.not_before);
@@ -188,6 +229,7 @@ impl Announcer {
                     self.submitted.remove(&key);
                     self.dirty = true;
                 }
+                Some(sighting) = sighted.recv() => self.on_sighting(sighting),
                 Some(ip) = removals.next() => {
                     if self.desired_ips.contains(&ip) {
                         tracing::info!(%ip, "our address was removed from under us; putting it back");
@@ -213,10 +255,12 @@ impl Announcer {
                     self.log_listed();
                 }
                 _ = tick.tick() => {
-                    self.tracker.set_renewed(*self.parts.renewed.borrow());
-                    if self.tracker.tick(Instant::now()) {
+                    let now = Instant::now();
+                    self.tracker.set_renewed(self.parts.renewed.borrow().clone());
+                    if self.tracker.tick(now) {
                         self.dirty = true;
                     }
+                    self.follow_view(now);
                 }
                 _ = resync.tick() => self.dirty = true,
                 _ = tokio::time::sleep_until(wake), if due => {}
@@ -247,6 +291,129 @@ impl Announcer {
             Change::Agent(ev) => {
                 if self.agents.apply(ev) != Touched::Nothing {
                     self.configure();
+                }
+            }
+        }
+    }
+
+    /// Another MAC announces `sighting.ip`: when this node holds it as a local address, that is another
+    /// node's takeover (positive evidence), so the address is yielded at once.
+    fn on_sighting(&mut self, sighting: Sighting) {
+        let now = Instant::now();
+        let held = self.local_held.contains(&sighting.ip);
+        let again = self.yielded.insert(sighting.ip, now).is_some();
+        if !held && !again {
+            self.yielded.remove(&sighting.ip);
+            return;
+        }
+        self.parts.metrics.conflict(held);
+        if held {
+            let mac = format_mac(&sighting.mac);
+            tracing::warn!(ip = %sighting.ip, %mac, interface = %sighting.interface, stale = self.stale_since.is_some(),
+                "another node announces a local address this node holds: yielding it");
+            self.dirty = true;
+            self.not_before = now;
+        }
+    }
+
+    /// Follows this agent's view of the API: logs and exports entering and leaving fail-static,
+    /// records the event on leaving it, and lets yields lapse once the view is fresh.
+    fn follow_view(&mut self, now: Instant) {
+        let stale = self.tracker.stale(now);
+        match (&self.stale_since, stale) {
+            (None, true) if self.ready => {
+                let wall = SystemTime::now();
+                tracing::warn!(
+                    "the API server cannot be reached (this node's Lease was not seen renewed for a whole duration): fail-static, keeping every address as it is until it returns"
+                );
+                let unix = wall.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                self.parts.metrics.api_reachable.set(0);
+                self.parts.metrics.fail_static_since_seconds.set(i64::try_from(unix).unwrap_or(i64::MAX));
+                self.stale_since = Some((now, wall));
+            }
+            (Some((since, _)), false) => {
+                let lasted = now.saturating_duration_since(*since);
+                tracing::info!(after = ?lasted, yielded = self.yielded.len(), "the API server is reachable again: leaving fail-static");
+                self.parts.metrics.api_reachable.set(1);
+                self.parts.metrics.fail_static_since_seconds.set(0);
+                self.stale_since = None;
+                self.dirty = true;
+                self.reannounce = true;
+                // The watches may still be catching up (the Services' announcing annotations name
+                // the nodes that took over): keep every yield for one more Lease duration.
+                for at in self.yielded.values_mut() {
+                    *at = now;
+                }
+                let me = &self.settings.node;
+                let reference = self.nodes.get("", me).map(|n| n.object_ref(&())).unwrap_or_else(|| {
+                    k8s_openapi::api::core::v1::ObjectReference {
+                        api_version: Some("v1".into()),
+                        kind: Some("Node".into()),
+                        name: Some(me.clone()),
+                        ..Default::default()
+                    }
+                });
+                let message = format!(
+                    "purelb-agent on {me} reaches the API server again after {:.1} s on its last known state ({} local address(es) yielded to other nodes meanwhile)",
+                    lasted.as_secs_f64(),
+                    self.yielded.len()
+                );
+                self.parts.writer.event(reference, false, events::API_SERVER_REACHABLE, message);
+            }
+            (None, false) if self.ready => {
+                self.parts.metrics.api_reachable.set(1);
+            }
+            _ => {}
+        }
+        if !stale {
+            let hold = self.parts.lease_duration;
+            let before = self.yielded.len();
+            self.yielded.retain(|_, at| now.saturating_duration_since(*at) < hold);
+            if self.yielded.len() != before {
+                self.dirty = true;
+            }
+        }
+    }
+
+    /// Starts a conflict listener on every LAN interface that carries local addresses.
+    async fn listen_for_conflicts(&mut self, desired: &DesiredSet) {
+        let wanted: BTreeSet<&str> = self
+            .local_held
+            .iter()
+            .filter_map(|ip| desired.targets().get(ip))
+            .map(|t| t.interface.as_str())
+            .filter(|i| self.listeners.get(*i).is_none_or(|h| h.is_finished()))
+            .collect();
+        if wanted.is_empty() {
+            return;
+        }
+        let links = match self.parts.netlink.links().await {
+            Ok(l) => l,
+            Err(e) => {
+                self.parts.metrics.error("links");
+                tracing::warn!(error = %e, "cannot listen for address conflicts: listing links failed");
+                return;
+            }
+        };
+        for interface in wanted {
+            let Some(mac) = links.iter().find(|l| l.name == interface).and_then(|l| l.mac) else { continue };
+            match crate::conflict::listen(interface, mac) {
+                Ok(stream) => {
+                    let tx = self.sightings.clone();
+                    let task = tokio::spawn(async move {
+                        let mut stream = std::pin::pin!(stream);
+                        while let Some(s) = stream.next().await {
+                            if tx.send(s).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                    tracing::info!(%interface, "listening for gratuitous ARP / NA of our local addresses from other nodes");
+                    self.listeners.insert(interface.to_string(), task);
+                }
+                Err(e) => {
+                    self.parts.metrics.error("conflict");
+                    tracing::warn!(%interface, error = %e, "cannot listen for address conflicts");
                 }
             }
         }
@@ -328,7 +495,7 @@ impl Announcer {
     async fn reconcile(&mut self) {
         let started = Instant::now();
         self.dirty = false;
-        self.tracker.set_renewed(*self.parts.renewed.borrow());
+        self.tracker.set_renewed(self.parts.renewed.borrow().clone());
         self.tracker.tick(started);
         let errors = self.try_reconcile().await;
         let now = Instant::now();
@@ -371,21 +538,58 @@ impl Announcer {
         let endpoints = facts::endpoint_nodes(self.slices.values());
         let extlbint = self.config.extlbint.clone();
 
-        let mut desired = DesiredSet::default();
-        let mut resets = Vec::new();
+        let incumbents = facts::incumbents(self.services.values());
+        let mut plans = Vec::new();
         for svc in self.services.values().filter(|s| facts::is_ours(s)) {
             let key = ServiceKey::of(svc);
-            let f = facts::service_facts(svc, &endpoints);
+            let f = facts::service_facts(svc, &endpoints, &incumbents);
             for plan in plan_for_node(&me, &f, &nodes, &pools, &extlbint) {
-                desired.add(&key, &plan);
-                if let (true, Placement::Local { interface, .. }) =
-                    (plan.reset_traffic_policy, &plan.placement)
-                {
-                    resets.push((key.clone(), plan.address, interface.clone()));
+                plans.push((key.clone(), plan));
+            }
+        }
+        let connected = if plans.iter().any(|(_, p)| matches!(p.placement, Placement::NonLocal { .. })) {
+            match self.parts.netlink.links().await {
+                Ok(links) => Some(
+                    links
+                        .iter()
+                        .filter(|l| l.name != extlbint)
+                        .flat_map(config::lan_subnets)
+                        .collect::<Vec<_>>(),
+                ),
+                Err(e) => {
+                    self.parts.metrics.error("links");
+                    return vec![format!("listing links for the connected subnets: {e}")];
                 }
+            }
+        } else {
+            None
+        };
+        let mut desired = DesiredSet::default();
+        let mut resets = Vec::new();
+        let mut refused = BTreeSet::new();
+        for (key, mut plan) in plans {
+            if let Some(connected) = &connected {
+                plan = refuse_connected(plan, connected);
+            }
+            if matches!(plan.placement, Placement::Local { .. }) && self.yielded.contains_key(&plan.address) {
+                plan.reasons.push("another node announced it (gratuitous ARP / NA): yielded".to_string());
+                plan.placement = Placement::Absent;
+            }
+            if let Placement::Absent = plan.placement
+                && let Some(why) = plan.reasons.last().filter(|r| r.starts_with("refused:"))
+            {
+                if !self.refused.contains(&(key.clone(), plan.address)) {
+                    tracing::warn!(service = %key, ip = %plan.address, %why, "not announcing");
+                }
+                refused.insert((key.clone(), plan.address));
+            }
+            desired.add(&key, &plan);
+            if let (true, Placement::Local { interface, .. }) = (plan.reset_traffic_policy, &plan.placement) {
+                resets.push((key.clone(), plan.address, interface.clone()));
             }
         }
 
+        self.refused = refused;
         self.desired_ips = desired.targets().keys().copied().collect();
         let planned = Instant::now();
         let errors = match self.apply_addresses(&desired).await {
@@ -398,7 +602,7 @@ impl Announcer {
         };
         let applied = Instant::now();
         self.reset_traffic_policies(resets);
-        self.reports(&nodes, &pools, &endpoints, &extlbint);
+        self.reports(&nodes, &pools, &endpoints, &incumbents, &extlbint);
         tracing::debug!(
             services = self.services.len(),
             addresses = self.desired_ips.len(),
@@ -419,11 +623,18 @@ impl Announcer {
         added: &BTreeSet<IpAddr>,
     ) {
         let local_now = desired.in_place(Kind::Local, in_place);
-        let taken_over = takeovers(&local_now, &self.local_held, added);
+        let taken_over = if std::mem::take(&mut self.reannounce) {
+            // Back from fail-static: the LAN may have been told otherwise meanwhile (another node took
+            // an address over while this one could not hear it): announce every local address again.
+            local_now.iter().copied().collect()
+        } else {
+            takeovers(&local_now, &self.local_held, added)
+        };
         self.local_held = local_now;
         if self.config.sendgarp && !taken_over.is_empty() {
             self.announce_takeovers(desired, &taken_over).await;
         }
+        self.listen_for_conflicts(desired).await;
         self.parts.metrics.held(self.local_held.len(), desired.in_place(Kind::NonLocal, in_place).len());
         for (key, ip, kind) in self.announced.update(desired.take_ups(in_place)) {
             let (Some(svc), Some(target)) =
@@ -627,6 +838,7 @@ impl Announcer {
         nodes: &[NodeFacts],
         pools: &[PoolConfig],
         endpoints: &BTreeMap<ServiceKey, BTreeSet<String>>,
+        incumbents: &facts::Incumbents,
         extlbint: &str,
     ) {
         let me = self.settings.node.as_str();
@@ -638,15 +850,8 @@ impl Announcer {
             if !ours && observed.is_empty() {
                 continue;
             }
-            let f = if ours {
-                facts::service_facts(svc, endpoints)
-            } else {
-                ServiceFacts {
-                    addresses: Vec::new(),
-                    local_traffic_policy: false,
-                    endpoint_nodes: BTreeSet::new(),
-                }
-            };
+            let f =
+                if ours { facts::service_facts(svc, endpoints, incumbents) } else { ServiceFacts::default() };
             if report::reporter(&f, nodes).as_deref() != Some(me) {
                 continue;
             }
@@ -670,6 +875,11 @@ impl Announcer {
         // Forget what the Services now show (or what is no longer ours to write).
         self.submitted.retain(|k, _| seen.contains(k));
     }
+}
+
+/// `aa:bb:cc:dd:ee:ff`.
+fn format_mac(mac: &[u8; 6]) -> String {
+    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
 /// Deletes every address the agent owns (SIGTERM). Returns how many were deleted.

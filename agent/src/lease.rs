@@ -14,12 +14,22 @@
 //!   comparing the writer's `renewTime` with our clock. This node is live while its own last successful
 //!   renewal is younger than the Lease duration (measured from when the write was sent, so it expires
 //!   here no later than the others see it expire). A node without a Lease is not live.
-//! - Fail-static: when this agent has not seen its own Lease change for a whole duration, its watch (or
-//!   the API server) is what is stale, not the other nodes: their verdicts are frozen instead of all
-//!   expiring at once, which would make this node take over every local address. Its own liveness still
-//!   follows its renewals, so an agent cut off from the API server withdraws its addresses within one
-//!   Lease duration — which is also when the others take them over.
-
+//! - Fail-static (the rule: silence from the API server is never evidence that an address should move;
+//!   only positive evidence is: another node's valid Lease and announcement, a deleted Lease, a deleted
+//!   Service, a changed group). This node is always live in its own eyes: a failed renewal withdraws
+//!   nothing (the other nodes judge our Lease; if they take an address over while we are cut off, their
+//!   gratuitous ARP / NA tells us, see `conflict`). When this agent has not seen its own Lease change for
+//!   a whole duration, its view of the API is stale ([`NodeLeases::stale`]): the other nodes' verdicts
+//!   are frozen instead of all expiring at once, and the time spent stale does not count towards their
+//!   expiry (their observations restart), so after the API returns each node has a whole duration to
+//!   renew before anyone takes its addresses.
+//! - This node's facts come from what its renewer last published successfully ([`Renewal`]), not from
+//!   the watched copy of its Lease, so a stale or re-listed watch never changes its own eligibility.
+//! - The LAN interface: when the kernel no longer shows a usable LAN (interface down, default route
+//!   gone, addresses flushed by a link flap) and the configuration did not change, the Lease keeps the
+//!   LAN it last named, and says so (log, `purelb_agent_lan_kept`). A restarted agent that finds no LAN
+//!   takes the one its own Lease still names. Only a changed configuration (LBNodeAgent) publishes a
+//!   smaller or empty LAN.
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -49,6 +59,15 @@ pub const MANAGER: &str = purelb_core::api::AGENT_COMPONENT;
 
 /// How soon the renewer asks the kernel again when it has never read the LAN.
 const LAN_RETRY: Duration = Duration::from_millis(250);
+
+/// A successful renewal: when it was sent and the LAN it published.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Renewal {
+    /// When the write was sent.
+    pub at: Instant,
+    /// The LAN the Lease names.
+    pub lan: LanFacts,
+}
 
 /// The LAN as this node reports it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -115,8 +134,8 @@ pub struct NodeLeases {
     entries: BTreeMap<String, Entry>,
     /// Our own Lease's version and when the watch last showed it change.
     own_seen: Option<(String, Instant)>,
-    /// When our last successful renewal was sent.
-    renewed: Option<Instant>,
+    /// Our last successful renewal.
+    renewed: Option<Renewal>,
 }
 
 impl NodeLeases {
@@ -150,6 +169,7 @@ impl NodeLeases {
         if node == self.me && self.own_seen.as_ref().is_none_or(|(v, _)| *v != version) {
             self.own_seen = Some((version.clone(), now));
         }
+        let stale = self.stale(now);
         let previous = self.entries.get(&node);
         let (observation, verdict) = LeaseObservation::observe(
             previous.map(|e| &e.observation),
@@ -158,11 +178,7 @@ impl NodeLeases {
             duration,
             now,
         );
-        let live = if node == self.me {
-            self.self_live(now)
-        } else {
-            judge(verdict, previous.is_some_and(|e| e.live), self.watch_fresh(now))
-        };
+        let live = node == self.me || judge(verdict, previous.is_some_and(|e| e.live), !stale);
         let changed =
             previous.is_none_or(|e| e.live != live || e.subnets != subnets || e.interface != interface);
         self.entries.insert(node, Entry { version, holder, duration, observation, live, subnets, interface });
@@ -192,9 +208,9 @@ impl NodeLeases {
         changed || self.entries.len() != before
     }
 
-    /// Records when our last successful renewal was sent.
-    pub fn set_renewed(&mut self, at: Option<Instant>) {
-        self.renewed = at;
+    /// Records our last successful renewal.
+    pub fn set_renewed(&mut self, renewal: Option<Renewal>) {
+        self.renewed = renewal;
     }
 
     /// Whether this node's own Lease has been seen.
@@ -207,16 +223,25 @@ impl NodeLeases {
         self.own_seen.as_ref().is_some_and(|(_, t)| now.saturating_duration_since(*t) < self.own_duration)
     }
 
-    fn self_live(&self, now: Instant) -> bool {
-        self.renewed.is_some_and(|t| now.saturating_duration_since(t) < self.own_duration)
+    /// Whether this agent runs on its last known state: its own Lease was not seen changing for a whole
+    /// duration (the watch or the API server is away), or its last successful renewal is that old (it
+    /// cannot write). See the module header.
+    pub fn stale(&self, now: Instant) -> bool {
+        let renewed =
+            self.renewed.as_ref().is_some_and(|r| now.saturating_duration_since(r.at) < self.own_duration);
+        !(renewed && self.watch_fresh(now))
     }
 
-    /// Re-judges every Lease at `now`. Returns whether some node's liveness flipped.
+    /// Re-judges every Lease at `now`. Returns whether some node's liveness flipped. While stale,
+    /// nothing flips and the other Leases' clocks restart (see the module header).
     pub fn tick(&mut self, now: Instant) -> bool {
-        let fresh = self.watch_fresh(now);
-        let self_live = self.self_live(now);
+        let stale = self.stale(now);
         let mut flipped = false;
         for (node, e) in self.entries.iter_mut() {
+            if stale {
+                e.observation = e.observation.restarted(now);
+                continue;
+            }
             let (observation, verdict) = LeaseObservation::observe(
                 Some(&e.observation),
                 &e.version,
@@ -225,7 +250,7 @@ impl NodeLeases {
                 now,
             );
             e.observation = observation;
-            let live = if *node == self.me { self_live } else { judge(verdict, e.live, fresh) };
+            let live = *node == self.me || judge(verdict, e.live, true);
             if live != e.live {
                 tracing::info!(%node, live, "node liveness changed");
                 e.live = live;
@@ -235,10 +260,13 @@ impl NodeLeases {
         flipped
     }
 
-    /// The facts of every node with a Lease; `excluded` tells which nodes carry the exclude label.
+    /// The facts of every node with a Lease, and of this node once it renewed (from what it
+    /// published: see the module header); `excluded` tells which nodes carry the exclude label.
     pub fn facts(&self, excluded: impl Fn(&str) -> bool) -> Vec<NodeFacts> {
-        self.entries
+        let mut out: Vec<NodeFacts> = self
+            .entries
             .iter()
+            .filter(|(name, _)| **name != self.me || self.renewed.is_none())
             .map(|(name, e)| NodeFacts {
                 name: name.clone(),
                 subnets: e.subnets.clone(),
@@ -246,7 +274,21 @@ impl NodeLeases {
                 live: e.live,
                 excluded: excluded(name),
             })
-            .collect()
+            .collect();
+        if let Some(r) = &self.renewed {
+            let at = out.partition_point(|f| f.name < self.me);
+            out.insert(
+                at,
+                NodeFacts {
+                    name: self.me.clone(),
+                    subnets: r.lan.subnets.clone(),
+                    interface: r.lan.interface.clone(),
+                    live: true,
+                    excluded: excluded(&self.me),
+                },
+            );
+        }
+        out
     }
 }
 
@@ -257,6 +299,70 @@ fn judge(verdict: LeaseVerdict, was_live: bool, fresh: bool) -> bool {
         LeaseVerdict::Held => true,
         LeaseVerdict::Free => false,
         LeaseVerdict::Expired => was_live && !fresh,
+    }
+}
+
+// === KnownLan ===
+
+/// The LAN the renewer publishes, and the configuration it was learnt under.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct KnownLan {
+    /// What the Lease names; `None` until the kernel or the previous Lease told.
+    pub facts: Option<LanFacts>,
+    /// The configuration `facts` was learnt under.
+    pub config: Option<AgentConfig>,
+    /// The kernel shows less than `facts` (no usable interface, or fewer subnets) and the last known
+    /// LAN is kept.
+    pub kept: bool,
+}
+
+impl KnownLan {
+    /// Takes the kernel's answer under `config`. Under an unchanged configuration the LAN never shrinks
+    /// (a link flap or a lost default route is no reason to move local addresses off this node, nor to
+    /// route them); under a changed one the kernel's answer stands, whatever it is.
+    pub fn update(&mut self, answer: Result<LanFacts, String>, config: &AgentConfig) {
+        let same_config = self.config.as_ref() == Some(config);
+        let answer = answer.unwrap_or_default();
+        match &self.facts {
+            Some(known) if same_config && !known.interface.is_empty() => {
+                let shrinks = answer.interface.is_empty()
+                    || (answer.interface == known.interface
+                        && known.subnets.iter().any(|s| !answer.subnets.contains(s)));
+                if shrinks {
+                    let mut kept = known.clone();
+                    for s in &answer.subnets {
+                        if answer.interface == kept.interface && !kept.subnets.contains(s) {
+                            kept.subnets.push(*s);
+                        }
+                    }
+                    self.facts = Some(kept);
+                    self.kept = true;
+                    return;
+                }
+                self.facts = Some(answer);
+            }
+            _ => self.facts = Some(answer),
+        }
+        self.config = Some(config.clone());
+        self.kept = false;
+    }
+
+    /// Logs what changed between `before` and now.
+    fn log_change(&self, before: &KnownLan, config: &AgentConfig, why: Option<&str>) {
+        let why = why.unwrap_or("");
+        let Some(now) = &self.facts else { return };
+        if self.kept && !before.kept {
+            tracing::warn!(interface = %now.interface, subnets = %format_subnets(&now.subnets), localint = %config.localint, %why,
+                "the kernel shows no usable LAN (interface down, default route or addresses gone): keeping the last known LAN for the Lease and the local addresses");
+        } else if !self.kept && before.kept {
+            tracing::info!(interface = %now.interface, subnets = %format_subnets(&now.subnets), "the LAN is back");
+        } else if before.facts.as_ref() != Some(now) && !self.kept {
+            if now.interface.is_empty() {
+                tracing::warn!(localint = %config.localint, %why, "no usable LAN interface: only non-local addresses will be announced");
+            } else {
+                tracing::info!(interface = %now.interface, subnets = %format_subnets(&now.subnets), "LAN interface");
+            }
+        }
     }
 }
 
@@ -278,8 +384,8 @@ pub struct Renewer {
     pub netlink: Netlink,
     /// The configuration; `None` until the LBNodeAgents were read.
     pub config: watch::Receiver<Option<AgentConfig>>,
-    /// When the last successful renewal was sent.
-    pub renewed: watch::Sender<Option<Instant>>,
+    /// The last successful renewal.
+    pub renewed: watch::Sender<Option<Renewal>>,
     /// Renewal counters.
     pub metrics: Metrics,
 }
@@ -291,7 +397,7 @@ impl Renewer {
         let name = lease_name(&self.node);
         let acquired = MicroTime(Timestamp::now());
         let pp = PatchParams::apply(MANAGER).force();
-        let mut lan: Option<LanFacts> = None;
+        let mut lan = KnownLan::default();
         // Publish nothing until the configuration is known: a Lease naming the wrong LAN would mislead
         // the other nodes' elections.
         while self.config.borrow_and_update().is_none() {
@@ -303,17 +409,27 @@ impl Renewer {
         loop {
             let config = self.config.borrow_and_update().clone().unwrap_or_default();
             match self.lan_facts(&config).await {
-                Ok(Ok(facts)) => {
-                    if lan.as_ref() != Some(&facts) {
-                        tracing::info!(interface = %facts.interface, subnets = %format_subnets(&facts.subnets), "LAN interface");
+                Ok(answer) => {
+                    let mut answer_unknown = false;
+                    // A restarted agent that finds no LAN first asks its own Lease which LAN it named.
+                    if lan.facts.is_none() && answer.is_err() {
+                        match self.published_lan(&name).await {
+                            Ok(Some(p)) => {
+                                tracing::info!(interface = %p.interface, subnets = %format_subnets(&p.subnets), "no usable LAN in the kernel yet: starting from the LAN this node's Lease names");
+                                lan = KnownLan { facts: Some(p), config: Some(config.clone()), kept: false };
+                            }
+                            Ok(None) => {}
+                            // Neither the kernel nor the API can tell: publish nothing yet.
+                            Err(()) => answer_unknown = true,
+                        }
                     }
-                    lan = Some(facts);
-                }
-                Ok(Err(why)) => {
-                    if lan.as_ref().is_none_or(|l| !l.interface.is_empty()) {
-                        tracing::warn!(%why, localint = %config.localint, "no usable LAN interface: only non-local addresses will be announced");
+                    if !answer_unknown {
+                        let before = lan.clone();
+                        let why = answer.as_ref().err().cloned();
+                        lan.update(answer, &config);
+                        lan.log_change(&before, &config, why.as_deref());
+                        self.metrics.lan_kept.set(i64::from(lan.kept));
                     }
-                    lan = Some(LanFacts::default());
                 }
                 // The kernel did not answer: that says nothing about the LAN, so the Lease keeps what it
                 // said (publishing "no LAN" would move every local address off this node and back).
@@ -323,7 +439,7 @@ impl Renewer {
                 }
             }
             // Nothing is known of the LAN yet: try again shortly rather than publish a wrong one.
-            let Some(known) = lan.as_ref() else {
+            let Some(known) = lan.facts.as_ref() else {
                 tokio::select! {
                     _ = tokio::time::sleep(self.every.min(LAN_RETRY)) => {}
                     _ = stop.wait_for(|s| *s) => return,
@@ -337,7 +453,7 @@ impl Renewer {
             match result {
                 Ok(Ok(_)) => {
                     self.metrics.renewal(true);
-                    let _ = self.renewed.send(Some(sent));
+                    let _ = self.renewed.send(Some(Renewal { at: sent, lan: known.clone() }));
                 }
                 Ok(Err(e)) => {
                     self.metrics.renewal(false);
@@ -354,6 +470,19 @@ impl Renewer {
                 _ = stop.wait_for(|s| *s) => return,
             }
         }
+    }
+
+    /// The LAN this node's Lease names now, when it names an interface (a restarted agent that finds no
+    /// LAN keeps it); `Err` when the API cannot be read.
+    async fn published_lan(&self, name: &str) -> Result<Option<LanFacts>, ()> {
+        let Ok(Ok(lease)) = tokio::time::timeout(self.every, self.api.get_opt(name)).await else {
+            return Err(());
+        };
+        let Some(lease) = lease else { return Ok(None) };
+        let annotations = lease.annotations();
+        let interface = annotations.get(INTERFACE_ANNOTATION).cloned().unwrap_or_default();
+        let (subnets, _) = parse_subnets(annotations.get(SUBNETS_ANNOTATION).map_or("", String::as_str));
+        Ok((!interface.is_empty() && !subnets.is_empty()).then_some(LanFacts { interface, subnets }))
     }
 
     /// The LAN `config` selects; the inner error says why no interface is usable, the outer one that
@@ -416,6 +545,10 @@ mod tests {
 
     const S: Duration = Duration::from_secs(1);
 
+    fn renewal(at: Instant) -> Renewal {
+        Renewal { at, lan: LanFacts { interface: "eth0".into(), subnets: parse_subnets("192.0.2.0/24").0 } }
+    }
+
     #[test]
     fn subnets_round_trip_and_bad_entries_are_reported() {
         let (s, bad) = parse_subnets(" 192.0.2.7/24, 2001:db8:0:1::11/64,,nonsense,192.0.2.0/24");
@@ -464,14 +597,14 @@ mod tests {
     fn another_node_expires_when_unchanged_for_its_duration_without_events() {
         let t0 = Instant::now();
         let mut l = NodeLeases::new("node1", 4 * S);
-        l.set_renewed(Some(t0));
+        l.set_renewed(Some(renewal(t0)));
         l.apply(&lease("node1", "1", ""), t0);
         l.apply(&lease("node2", "5", ""), t0);
         // Our own Lease keeps changing: our view is fresh.
-        l.set_renewed(Some(t0 + 2 * S));
+        l.set_renewed(Some(renewal(t0 + 2 * S)));
         l.apply(&lease("node1", "2", ""), t0 + 2 * S);
         assert!(!l.tick(t0 + 3 * S));
-        l.set_renewed(Some(t0 + 4 * S));
+        l.set_renewed(Some(renewal(t0 + 4 * S)));
         l.apply(&lease("node1", "3", ""), t0 + 4 * S);
         assert!(l.tick(t0 + 4 * S), "node2 unchanged for 4 s");
         assert_eq!(live(&l), [("node1".into(), true), ("node2".into(), false)]);
@@ -484,26 +617,116 @@ mod tests {
     fn verdicts_freeze_while_our_own_lease_is_not_seen_changing() {
         let t0 = Instant::now();
         let mut l = NodeLeases::new("node1", 4 * S);
-        l.set_renewed(Some(t0));
+        l.set_renewed(Some(renewal(t0)));
         l.apply(&lease("node1", "1", ""), t0);
         l.apply(&lease("node2", "5", ""), t0);
         // The watch is stuck: neither Lease changes, though our renewals succeed.
-        l.set_renewed(Some(t0 + 4 * S));
+        l.set_renewed(Some(renewal(t0 + 4 * S)));
         l.tick(t0 + 5 * S);
         assert_eq!(live(&l), [("node1".into(), true), ("node2".into(), true)]);
     }
 
     #[test]
-    fn this_node_is_live_while_its_renewals_succeed() {
+    fn this_node_stays_live_when_its_renewals_fail() {
         let t0 = Instant::now();
         let mut l = NodeLeases::new("node1", 4 * S);
         l.apply(&lease("node1", "1", ""), t0);
-        assert_eq!(live(&l), [("node1".into(), false)], "no renewal yet");
-        l.set_renewed(Some(t0));
-        assert!(l.tick(t0 + S));
-        assert!(l.has_own());
-        assert!(l.tick(t0 + 4 * S), "the last renewal is a whole duration old");
-        assert_eq!(live(&l), [("node1".into(), false)]);
+        l.set_renewed(Some(renewal(t0)));
+        assert!(!l.stale(t0 + S));
+        // No renewal for a minute: this node is stale, but still live in its own eyes, with the LAN it
+        // last published (the silence of the API is no reason to withdraw).
+        assert!(!l.tick(t0 + 60 * S));
+        assert!(l.stale(t0 + 60 * S));
+        let me = l.facts(|_| false);
+        assert_eq!(me.len(), 1);
+        assert!(me[0].live);
+        assert_eq!(
+            (me[0].interface.as_str(), format_subnets(&me[0].subnets).as_str()),
+            ("eth0", "192.0.2.0/24")
+        );
+    }
+
+    #[test]
+    fn own_facts_come_from_the_renewal_not_the_watched_lease() {
+        let t0 = Instant::now();
+        let mut l = NodeLeases::new("node1", 4 * S);
+        // The watched copy says no LAN (an old version); the renewer published eth0.
+        l.apply(&lease("node1", "1", ""), t0);
+        l.set_renewed(Some(renewal(t0)));
+        l.apply(&lease("node2", "1", "192.0.2.0/24"), t0);
+        let f = l.facts(|_| false);
+        assert_eq!(f.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), ["node1", "node2"]);
+        assert_eq!(format_subnets(&f[0].subnets), "192.0.2.0/24");
+    }
+
+    #[test]
+    fn after_a_stale_spell_every_node_gets_a_whole_duration_to_renew() {
+        let t0 = Instant::now();
+        let mut l = NodeLeases::new("node1", 4 * S);
+        l.set_renewed(Some(renewal(t0)));
+        l.apply(&lease("node1", "1", ""), t0);
+        l.apply(&lease("node2", "5", ""), t0);
+        // The API is away for 60 s: nothing changes and nothing expires.
+        for t in 1..=60 {
+            assert!(!l.tick(t0 + t * S), "nothing flips while stale (t = {t} s)");
+        }
+        // It returns: our renewal lands and is seen at t0 + 61 s; node2 has not renewed yet.
+        l.set_renewed(Some(renewal(t0 + 61 * S)));
+        l.apply(&lease("node1", "2", ""), t0 + 61 * S);
+        assert!(!l.stale(t0 + 61 * S));
+        assert!(!l.tick(t0 + 63 * S), "node2 is not expired 2 s after our view is fresh again");
+        assert_eq!(live(&l), [("node1".into(), true), ("node2".into(), true)]);
+        // It never renews: a whole duration after the view came back, it expires.
+        l.set_renewed(Some(renewal(t0 + 63 * S)));
+        l.apply(&lease("node1", "3", ""), t0 + 63 * S);
+        l.set_renewed(Some(renewal(t0 + 65 * S)));
+        l.apply(&lease("node1", "4", ""), t0 + 65 * S);
+        assert!(l.tick(t0 + 65 * S));
+        assert_eq!(live(&l), [("node1".into(), true), ("node2".into(), false)]);
+    }
+
+    fn cfg(localint: &str) -> AgentConfig {
+        AgentConfig::from_local(&purelb_core::api::LBNodeAgentLocal {
+            localint: localint.into(),
+            extlbint: "kube-lb0".into(),
+            sendgarp: true,
+        })
+        .unwrap()
+    }
+
+    fn lan(iface: &str, subnets: &str) -> LanFacts {
+        LanFacts { interface: iface.into(), subnets: parse_subnets(subnets).0 }
+    }
+
+    #[test]
+    fn the_lan_is_kept_when_the_kernel_loses_it_under_the_same_configuration() {
+        let c = cfg("default");
+        let mut k = KnownLan::default();
+        k.update(Ok(lan("eth0", "192.0.2.0/24,2001:db8:0:1::/64")), &c);
+        assert!(!k.kept);
+        // Link down: no default route.
+        k.update(Err("there is no default route".into()), &c);
+        assert!(k.kept);
+        assert_eq!(k.facts, Some(lan("eth0", "192.0.2.0/24,2001:db8:0:1::/64")));
+        // Link up, the IPv6 address flushed by the flap: still kept whole.
+        k.update(Ok(lan("eth0", "192.0.2.0/24")), &c);
+        assert!(k.kept);
+        assert_eq!(k.facts, Some(lan("eth0", "192.0.2.0/24,2001:db8:0:1::/64")));
+        // Everything back.
+        k.update(Ok(lan("eth0", "192.0.2.0/24,2001:db8:0:1::/64")), &c);
+        assert!(!k.kept);
+        // A grown LAN or another interface is taken as it is.
+        k.update(Ok(lan("eth1", "198.51.100.0/24")), &c);
+        assert_eq!(k.facts, Some(lan("eth1", "198.51.100.0/24")));
+    }
+
+    #[test]
+    fn a_changed_configuration_publishes_what_the_kernel_shows() {
+        let mut k = KnownLan::default();
+        k.update(Ok(lan("eth0", "192.0.2.0/24")), &cfg("default"));
+        k.update(Err("no interface matches localint nomatch.*".into()), &cfg("nomatch.*"));
+        assert!(!k.kept);
+        assert_eq!(k.facts, Some(LanFacts::default()));
     }
 
     #[test]

@@ -15,6 +15,7 @@
 
 mod announcer;
 mod config;
+mod conflict;
 mod desired;
 mod garp;
 mod k8s;
@@ -23,7 +24,7 @@ mod metrics;
 mod netlink;
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
@@ -104,7 +105,7 @@ async fn main() -> Result<()> {
     let stop = purelb_runtime::stop_on_signals();
 
     let (config_tx, config_rx) = watch::channel(None);
-    let (renewed_tx, renewed_rx) = watch::channel(None::<Instant>);
+    let (renewed_tx, renewed_rx) = watch::channel(None::<lease::Renewal>);
     let leases: Api<Lease> = Api::namespaced(client.clone(), &args.namespace);
     let renewer = lease::Renewer {
         api: leases.clone(),

@@ -1,6 +1,8 @@
 //! Prometheus metrics of the node agent (prefix `purelb_agent`): the addresses this node announces by
 //! kind, GARP/NA packets sent, node Lease renewals by result, reconcile errors by stage, and how long a
-//! reconcile takes.
+//! reconcile takes; whether the agent reaches the API server and since when it runs on its last known
+//! state (fail-static), whether it keeps a LAN the kernel no longer shows, and the address conflicts
+//! (another MAC announcing an address this node holds) it saw.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -30,6 +32,14 @@ pub struct StageLabel {
     pub stage: String,
 }
 
+/// What the agent did about an address conflict: `yielded` (gave the address up) or `seen` (it no
+/// longer held the address, or already yielded).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabel {
+    /// `yielded` or `seen`.
+    pub action: String,
+}
+
 /// The agent's metrics.
 #[derive(Clone)]
 pub struct Metrics {
@@ -43,6 +53,14 @@ pub struct Metrics {
     pub reconcile_errors: Family<StageLabel, Counter>,
     /// Seconds one reconcile takes (plan, kernel diff, reports).
     pub reconcile_seconds: Histogram,
+    /// 1 while the agent sees its own Lease renewed through the API, 0 while it runs fail-static.
+    pub api_reachable: Gauge,
+    /// Unix time since when the agent runs on its last known state (0 while the API is reachable).
+    pub fail_static_since_seconds: Gauge,
+    /// 1 while the Lease keeps a LAN the kernel no longer shows (link down, default route gone).
+    pub lan_kept: Gauge,
+    /// Gratuitous ARP / NA from another MAC for a local address of this node, by what was done.
+    pub address_conflicts: Family<ActionLabel, Counter>,
 }
 
 impl Metrics {
@@ -54,6 +72,10 @@ impl Metrics {
             lease_renewals: Family::default(),
             reconcile_errors: Family::default(),
             reconcile_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            api_reachable: Gauge::default(),
+            fail_static_since_seconds: Gauge::default(),
+            lan_kept: Gauge::default(),
+            address_conflicts: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("purelb_agent");
         r.register(
@@ -65,6 +87,26 @@ impl Metrics {
         r.register("lease_renewals", "Node Lease renewals, by result", m.lease_renewals.clone());
         r.register("reconcile_errors", "Failed reconcile steps, by stage", m.reconcile_errors.clone());
         r.register("reconcile_seconds", "Time one reconcile takes", m.reconcile_seconds.clone());
+        r.register(
+            "api_reachable",
+            "1 while this agent sees its node Lease renewed through the API server, 0 while it runs fail-static",
+            m.api_reachable.clone(),
+        );
+        r.register(
+            "fail_static_since_seconds",
+            "Unix time since when this agent runs on its last known state (0 while the API is reachable)",
+            m.fail_static_since_seconds.clone(),
+        );
+        r.register(
+            "lan_kept",
+            "1 while the node Lease keeps a LAN the kernel no longer shows (link down, default route gone)",
+            m.lan_kept.clone(),
+        );
+        r.register(
+            "address_conflicts",
+            "Gratuitous ARP / NA from another MAC for a local address of this node, by action",
+            m.address_conflicts.clone(),
+        );
         m
     }
 
@@ -77,6 +119,12 @@ impl Metrics {
     pub fn renewal(&self, ok: bool) {
         let result = if ok { "ok" } else { "error" };
         self.lease_renewals.get_or_create(&ResultLabel { result: result.to_string() }).inc();
+    }
+
+    /// Counts one address conflict and what was done about it.
+    pub fn conflict(&self, yielded: bool) {
+        let action = if yielded { "yielded" } else { "seen" };
+        self.address_conflicts.get_or_create(&ActionLabel { action: action.to_string() }).inc();
     }
 
     /// Sets the number of addresses held, by kind.

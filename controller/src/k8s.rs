@@ -106,6 +106,8 @@ pub struct Writer {
     concurrency: Arc<Semaphore>,
     in_flight: Arc<std::sync::atomic::AtomicUsize>,
     failed: mpsc::UnboundedSender<WriteFailed>,
+    /// Every write task, so that [`Writer::halt`] can stop them all.
+    tasks: Arc<std::sync::Mutex<tokio::task::JoinSet<()>>>,
 }
 
 impl Writer {
@@ -126,7 +128,18 @@ impl Writer {
             concurrency: Arc::new(Semaphore::new(concurrency.max(1))),
             in_flight: Arc::default(),
             failed,
+            tasks: Arc::default(),
         }
+    }
+
+    /// Stops every queued and running write at once (leadership was lost: another replica may write
+    /// soon, and two writers must never race). The writer takes no more writes' effect afterwards.
+    pub fn halt(&self) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        let n = tasks.len();
+        tasks.abort_all();
+        self.concurrency.close();
+        tracing::info!(tasks = n, "stopped every write");
     }
 
     /// Queues a write; returns at once.
@@ -139,7 +152,9 @@ impl Writer {
         };
         let this = self.clone();
         self.in_flight.fetch_add(1, Ordering::SeqCst);
-        tokio::spawn(async move {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(async move {
             let _counted = InFlight(this.in_flight.clone());
             let Ok(_permit) = this.concurrency.acquire().await else { return };
             let _guard = lock.lock().await;

@@ -1,8 +1,12 @@
 //! Leader election on a `coordination.k8s.io/v1` Lease: only the holder writes. [`acquire`] waits until
 //! this replica holds the Lease and then keeps renewing it in the background; losing it is fatal (the
-//! process exits and restarts as a standby). Expiry is judged by `purelb_core::lease` (monotonic clock).
+//! replica stops writing and stands by, then competes again; it never exits for it, so an API outage does
+//! not crash-loop the allocator). Expiry is judged by `purelb_core::lease` (monotonic clock), and time
+//! during which a standby could not read the Lease does not count towards its expiry: after an outage
+//! the holder gets a whole duration to renew before a standby takes over. Optimistic concurrency
+//! (resourceVersion) on every write keeps a single holder.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -12,6 +16,8 @@ use kube::Client;
 use kube::api::{Api, ObjectMeta, PostParams};
 use purelb_core::lease::{LeaseObservation, LeaseVerdict};
 use tokio::sync::watch;
+
+use crate::metrics::Metrics;
 
 /// Which Lease, who we are, and the timings.
 #[derive(Clone, Debug)]
@@ -41,37 +47,107 @@ impl Drop for Leadership {
     }
 }
 
+/// An object reference to the leader Lease (events about leadership go there).
+pub fn reference(cfg: &LeaseConfig) -> Lease {
+    Lease {
+        metadata: ObjectMeta {
+            name: Some(cfg.name.clone()),
+            namespace: Some(cfg.namespace.clone()),
+            ..Default::default()
+        },
+        spec: None,
+    }
+}
+
+/// Follows whether the API server answers, for the `api_reachable` and `fail_static_since_seconds`
+/// gauges and the log lines when that changes.
+struct Reachability {
+    metrics: Metrics,
+    down_since: Option<Instant>,
+}
+
+impl Reachability {
+    fn new(metrics: Metrics) -> Self {
+        metrics.api_reachable.set(1);
+        Self { metrics, down_since: None }
+    }
+
+    fn answered(&mut self) {
+        if let Some(since) = self.down_since.take() {
+            tracing::info!(after = ?since.elapsed(), "the API server answers again");
+        }
+        self.metrics.api_reachable.set(1);
+        self.metrics.fail_static_since_seconds.set(0);
+    }
+
+    fn failed(&mut self) {
+        if self.down_since.is_none() {
+            tracing::warn!("the API server does not answer: no allocation changes until it does");
+            self.down_since = Some(Instant::now());
+            let unix = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            self.metrics.api_reachable.set(0);
+            self.metrics.fail_static_since_seconds.set(i64::try_from(unix).unwrap_or(i64::MAX));
+        }
+    }
+}
+
 /// Waits until this replica holds the Lease, then renews it in the background.
-pub async fn acquire(client: Client, cfg: LeaseConfig) -> Result<Leadership> {
+pub async fn acquire(client: Client, cfg: LeaseConfig, metrics: Metrics) -> Result<Leadership> {
     let api: Api<Lease> = Api::namespaced(client, &cfg.namespace);
     let mut seen: Option<LeaseObservation> = None;
+    let mut reach = Reachability::new(metrics);
     let mut lease = loop {
-        match try_acquire(&api, &cfg, &mut seen).await {
-            Ok(Some(lease)) => break lease,
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, lease = %cfg.name, "leader election attempt failed"),
+        match tokio::time::timeout(
+            cfg.renew_every.max(Duration::from_secs(1)),
+            try_acquire(&api, &cfg, &mut seen),
+        )
+        .await
+        {
+            Ok(Ok(Some(lease))) => {
+                reach.answered();
+                break lease;
+            }
+            Ok(Ok(None)) => reach.answered(),
+            Ok(Err(e)) => {
+                // Not seeing the Lease is no evidence its holder stopped renewing: start over.
+                seen = None;
+                reach.failed();
+                tracing::warn!(error = %e, lease = %cfg.name, "leader election attempt failed");
+            }
+            Err(_) => {
+                seen = None;
+                reach.failed();
+                tracing::warn!(lease = %cfg.name, "leader election attempt timed out");
+            }
         }
         tokio::time::sleep(cfg.renew_every).await;
     };
     tracing::info!(lease = %cfg.name, identity = %cfg.identity, "became leader");
     let (tx, lost) = watch::channel(false);
     let task = tokio::spawn(async move {
+        let mut reach = reach;
         let mut last_renewal = Instant::now();
         loop {
             tokio::time::sleep(cfg.renew_every).await;
-            match renew(&api, &cfg, &lease).await {
+            let attempt =
+                tokio::time::timeout(cfg.renew_every.max(Duration::from_secs(1)), renew(&api, &cfg, &lease))
+                    .await
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("renewing the Lease timed out")));
+            match attempt {
                 Ok(l) => {
+                    reach.answered();
                     lease = l;
                     last_renewal = Instant::now();
                 }
                 Err(e) => {
+                    reach.failed();
                     tracing::warn!(error = %e, "lease renewal failed");
                     let gone = e.to_string().contains("held by");
                     if gone || last_renewal.elapsed() >= cfg.duration {
                         let _ = tx.send(true);
                         return;
                     }
-                    if let Ok(l) = api.get(&cfg.name).await {
+                    if let Ok(Ok(l)) = tokio::time::timeout(cfg.renew_every, api.get(&cfg.name)).await {
                         lease = l;
                     }
                 }

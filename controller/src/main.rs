@@ -15,7 +15,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
-use purelb_core::api::ServiceGroup;
+use purelb_core::api::{ServiceGroup, events};
 use tokio::sync::mpsc;
 
 /// PureLB's allocator.
@@ -78,50 +78,74 @@ async fn main() -> Result<()> {
         renew_every: Duration::from_millis(args.lease_renew_ms),
     };
     let mut stop_wait = stop.clone();
-    let leadership = if args.no_leader_election {
-        None
-    } else {
-        tokio::select! {
-            l = lease::acquire(client.clone(), lease_cfg.clone()) => Some(l?),
-            _ = stop_wait.changed() => return Ok(()),
+    let mut admin_task = admin_task;
+    // Leadership lost to silence (the API server away for a whole Lease duration) is not fatal: the
+    // replica stops writing, stands by, and competes again when the API returns. Exiting instead would
+    // crash-loop every replica through an API outage.
+    let mut lost_at: Option<std::time::Instant> = None;
+    let result = loop {
+        let leadership = if args.no_leader_election {
+            None
+        } else {
+            tokio::select! {
+                l = lease::acquire(client.clone(), lease_cfg.clone(), metrics.clone()) => Some(l?),
+                _ = stop_wait.changed() => return Ok(()),
+            }
+        };
+
+        let services = watcher(Api::<Service>::all(client.clone()), watcher::Config::default())
+            .default_backoff()
+            .map(|e| e.map(allocator::Change::Service));
+        let groups_api: Api<ServiceGroup> = if args.groups_in_namespace_only {
+            Api::namespaced(client.clone(), &args.namespace)
+        } else {
+            Api::all(client.clone())
+        };
+        let groups = watcher(groups_api, watcher::Config::default())
+            .default_backoff()
+            .map(|e| e.map(allocator::Change::Group));
+        let changes = futures::stream::select(services, groups);
+
+        let (failed_tx, failed_rx) = mpsc::unbounded_channel();
+        let writer = k8s::Writer::new(client.clone(), identity.clone(), args.write_concurrency, failed_tx);
+        if let Some(at) = lost_at.take() {
+            let message = format!(
+                "{identity} leads again after {:.1} s without the API server; the allocations were rebuilt from the Services, none changed",
+                at.elapsed().as_secs_f64()
+            );
+            tracing::info!(%message, "leading again");
+            writer
+                .event_on(&lease::reference(&lease_cfg), false, events::API_SERVER_REACHABLE, message)
+                .await;
+        }
+        let settings = allocator::Settings { classless_ours: !args.ignore_classless };
+        let draining = writer.clone();
+        let run = allocator::Allocator::new(settings, writer, metrics.clone()).run(
+            changes,
+            failed_rx,
+            admin.clone(),
+            stop.clone(),
+        );
+
+        match leadership {
+            Some(mut l) => tokio::select! {
+                r = run => break (r, draining),
+                _ = l.lost.changed() => {
+                    // Stop writing at once: another replica may lead after this Lease expires.
+                    draining.halt();
+                    admin.set_ready(false);
+                    tracing::warn!("lost the leader Lease (not renewed for a whole duration); standing by until it can be taken again");
+                    lost_at = Some(std::time::Instant::now());
+                }
+                r = &mut admin_task => break (Err(anyhow::anyhow!("admin server ended: {r:?}")), draining),
+            },
+            None => tokio::select! {
+                r = run => break (r, draining),
+                r = &mut admin_task => break (Err(anyhow::anyhow!("admin server ended: {r:?}")), draining),
+            },
         }
     };
-
-    let services = watcher(Api::<Service>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .map(|e| e.map(allocator::Change::Service));
-    let groups_api: Api<ServiceGroup> = if args.groups_in_namespace_only {
-        Api::namespaced(client.clone(), &args.namespace)
-    } else {
-        Api::all(client.clone())
-    };
-    let groups = watcher(groups_api, watcher::Config::default())
-        .default_backoff()
-        .map(|e| e.map(allocator::Change::Group));
-    let changes = futures::stream::select(services, groups);
-
-    let (failed_tx, failed_rx) = mpsc::unbounded_channel();
-    let writer = k8s::Writer::new(client.clone(), identity, args.write_concurrency, failed_tx);
-    let settings = allocator::Settings { classless_ours: !args.ignore_classless };
-    let draining = writer.clone();
-    let run = allocator::Allocator::new(settings, writer, metrics).run(
-        changes,
-        failed_rx,
-        admin.clone(),
-        stop.clone(),
-    );
-
-    let result = match leadership {
-        Some(mut l) => tokio::select! {
-            r = run => r,
-            _ = l.lost.changed() => Err(anyhow::anyhow!("lost the leader Lease; exiting so that a standby takes over")),
-            r = admin_task => Err(anyhow::anyhow!("admin server ended: {r:?}")),
-        },
-        None => tokio::select! {
-            r = run => r,
-            r = admin_task => Err(anyhow::anyhow!("admin server ended: {r:?}")),
-        },
-    };
+    let (result, draining) = result;
     admin.set_ready(false);
     // Finish what was decided before giving up leadership, so the next leader sees it written.
     draining.drain(Duration::from_secs(10)).await;

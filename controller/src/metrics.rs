@@ -35,6 +35,11 @@ pub struct Metrics {
     pub failures: Family<ReasonLabel, Counter>,
     /// Seconds from a watch event to the decision applied for it.
     pub decision_seconds: Histogram,
+    /// 1 while this replica reaches the API server (its last Lease read or renewal answered), else 0.
+    pub api_reachable: Gauge,
+    /// Unix time since when this replica could not reach the API server (0 while it can). The
+    /// allocations stay as they are meanwhile: nothing is written.
+    pub fail_static_since_seconds: Gauge,
 }
 
 impl Metrics {
@@ -46,6 +51,8 @@ impl Metrics {
             allocations: Counter::default(),
             failures: Family::default(),
             decision_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            api_reachable: Gauge::default(),
+            fail_static_since_seconds: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("purelb_allocator");
         r.register("pool_size", "Addresses in the group's pools", m.pool_size.clone());
@@ -53,6 +60,16 @@ impl Metrics {
         r.register("allocations", "Addresses allocated", m.allocations.clone());
         r.register("failures", "Allocation decisions that failed, by reason", m.failures.clone());
         r.register("decision_seconds", "Time from a watch event to its decision", m.decision_seconds.clone());
+        r.register(
+            "api_reachable",
+            "1 while this replica reaches the API server, 0 while it runs fail-static",
+            m.api_reachable.clone(),
+        );
+        r.register(
+            "fail_static_since_seconds",
+            "Unix time since when this replica cannot reach the API server (0 while it can)",
+            m.fail_static_since_seconds.clone(),
+        );
         m
     }
 }

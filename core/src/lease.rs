@@ -46,6 +46,13 @@ impl LeaseObservation {
         };
         (obs, verdict)
     }
+
+    /// The same observation, its clock restarted at `now`: time during which the observer could not
+    /// see the API server (its own view was stale) is no evidence that the holder stopped renewing, so
+    /// it must not count towards expiry. After the view is fresh again, the holder has a whole duration.
+    pub fn restarted(&self, now: Instant) -> LeaseObservation {
+        LeaseObservation { version: self.version.clone(), since: now }
+    }
 }
 
 #[cfg(test)]
@@ -73,6 +80,19 @@ mod tests {
         assert_eq!(v, LeaseVerdict::Held);
         let (_, v) = LeaseObservation::observe(Some(&o), "2", Some("a"), d, t0 + Duration::from_secs(15));
         assert_eq!(v, LeaseVerdict::Held, "9s + 6s since the renewal is within 10s");
+    }
+
+    #[test]
+    fn a_restarted_observation_gives_the_holder_a_whole_duration() {
+        let t0 = Instant::now();
+        let d = Duration::from_secs(4);
+        let (o, _) = LeaseObservation::observe(None, "1", Some("a"), d, t0);
+        // Seen unchanged for 10 s, but the observer was blind from t0 + 1 s: restart at t0 + 10 s.
+        let o = o.restarted(t0 + Duration::from_secs(10));
+        let (o, v) = LeaseObservation::observe(Some(&o), "1", Some("a"), d, t0 + Duration::from_secs(13));
+        assert_eq!(v, LeaseVerdict::Held);
+        let (_, v) = LeaseObservation::observe(Some(&o), "1", Some("a"), d, t0 + Duration::from_secs(14));
+        assert_eq!(v, LeaseVerdict::Expired);
     }
 
     #[test]

@@ -423,7 +423,11 @@ pub fn explain(snap: &Snapshot, svc: &Service) -> Explanation {
     let settings = LbnaSettings::select(&snap.agents, &snap.install_namespace);
     // The agent's own inputs, computed by the same core functions it uses.
     let pools = announce_facts::pools(&snap.groups);
-    let svc_facts = announce_facts::service_facts(svc, &announce_facts::endpoint_nodes(&snap.slices));
+    let svc_facts = announce_facts::service_facts(
+        svc,
+        &announce_facts::endpoint_nodes(&snap.slices),
+        &announce_facts::incumbents(&snap.services),
+    );
     let local_policy = svc_facts.local_traffic_policy;
     let endpoint_nodes = svc_facts.endpoint_nodes.clone();
     let plans: Vec<(String, Vec<purelb_core::announce::AddressPlan>)> = node_facts

@@ -270,7 +270,13 @@ fn read_lease(lease: &Lease, now: Timestamp) -> LeaseRead {
         (None, _) => (false, "its Lease has no holder (the agent released it)".to_string()),
         (Some(_), None) => (false, "its Lease has no renewTime or leaseDurationSeconds".to_string()),
         (Some(_), Some(e)) if e < now => {
-            (false, format!("its Lease expired at {e} (renewTime + leaseDurationSeconds is past)"))
+            let ago = now.duration_since(e).as_secs();
+            (
+                false,
+                format!(
+                    "its Lease expired at {e}, {ago} s ago (renewTime + leaseDurationSeconds is past): its agent stopped or is cut off from the API server; a cut-off agent keeps the addresses it holds (fail-static) until another node announces them"
+                ),
+            )
         }
         (Some(_), Some(e)) => {
             (true, format!("its Lease is current until {e} (renewTime + leaseDurationSeconds)"))

@@ -2,9 +2,10 @@
 //! agents): with the defaults a local address goes on the elected node's eth0 with a gratuitous ARP and a
 //! routed one on kube-lb0 of every node; `extlbint: lb-ext` moves routed addresses to that interface;
 //! `sendgarp: false` adds a new local address without any gratuitous ARP; a `localint` that names no
-//! interface leaves no node with a LAN, so every address is routed (the former local ones too, on
-//! `extlbint` of every node with their subnet's prefix, as core decides for an address no node's LAN
-//! holds); deleting the LBNodeAgent brings the defaults back. Until then, no version of any node Lease
+//! interface leaves no node with a LAN, so the former local addresses are no longer local — and not
+//! routed either, since their prefix (the LAN's /24) overlaps a subnet connected on every node (routing
+//! it would hijack the LAN): they are announced nowhere — while routed ones stay on `extlbint`;
+//! deleting the LBNodeAgent brings the defaults back. Until then, no version of any node Lease
 //! fails to name eth0 and its subnet (a reconcile's listing once collided with the renewer's, and the
 //! Lease said "no LAN"). The LBNodeAgent applies to every agent of the namespace, so this file has its
 //! own lab and network.
@@ -115,13 +116,15 @@ async fn lbnodeagent_settings_take_effect_on_running_agents() {
     lease_log.assert_every_version_names_the_lan();
 
     // localint that names no interface: no node has a LAN, so no address is local any more; the former
-    // local ones are routed like the rest (on lb-ext of both nodes, with their group's default
-    // aggregation, the subnet's /24), and none stays on eth0.
+    // local ones would be routed with their group's default aggregation, the LAN's /24, which overlaps
+    // eth0's subnet on every node: refused, so they are on no interface at all (none stays on eth0, none
+    // goes on lb-ext), while the routed one stays on lb-ext.
     lab.apply_yaml(&lbnodeagent("wlan[0-9]+", "lb-ext", false), "lbnodeagent").await.unwrap();
-    let routed_lan: Vec<(&str, &str, u8)> = NODES.iter().map(|n| (*n, "lb-ext", 24)).collect();
-    wait_holders(&net, &l1, &routed_lan).await;
-    wait_holders(&net, &l2, &routed_lan).await;
+    wait_holders(&net, &l1, &[]).await;
+    wait_holders(&net, &l2, &[]).await;
     wait_holders(&net, &r1, &routed_everywhere("lb-ext")).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(holders(&net, &l1).await, vec![], "{l1} must not be routed: its /24 is the LAN");
 
     // Deleting it brings the defaults back: local on one eth0 again, routed on kube-lb0.
     let agents_api: Api<LBNodeAgent> = Api::namespaced(client.clone(), "purelb-system");

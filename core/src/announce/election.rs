@@ -1,6 +1,12 @@
 //! The election of the node that announces a local address: among the live, non-excluded nodes whose
 //! LAN subnets hold the address, the one with the lowest sha256(`node#address`). Every node computes the
 //! same answer from the same Leases, so no coordination is needed, and addresses spread over nodes.
+//!
+//! It is sticky ([`elect_keeping`]): when a node already announces the address (the Services'
+//! `purelb.io/announcing-IPv4` / `-IPv6`, written by the announcing side) and is still eligible, it
+//! keeps it. So an address moves only when its holder stops being eligible (positive evidence: its
+//! Lease expired or was deleted, it was excluded, its LAN changed), never because a node came back:
+//! a node that returns from a partition or a restart takes nothing back.
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -29,8 +35,10 @@ pub struct Election {
     pub address: IpAddr,
     /// Every node, eligible first (lowest hash first), then the others.
     pub candidates: Vec<NodeCandidate>,
-    /// The lowest eligible hash, if any node is eligible.
+    /// The lowest eligible hash, if any node is eligible — or the eligible incumbent.
     pub winner: Option<String>,
+    /// The winner already announced it and keeps it (whatever the hashes say).
+    pub kept_by_incumbent: bool,
 }
 
 /// sha256(`node#address`) as lower-case hex.
@@ -43,7 +51,26 @@ pub fn election_hash(node: &str, address: IpAddr) -> String {
     hex
 }
 
-/// Elects the node that announces the local address `address`.
+/// Elects the node that announces the local address `address`, keeping it on an eligible node of
+/// `incumbents` (the nodes that announce it now; several only while their reports disagree, when the
+/// lowest hash among them wins, so every node still computes the same answer).
+pub fn elect_keeping<'a>(
+    address: IpAddr,
+    nodes: &[NodeFacts],
+    incumbents: impl IntoIterator<Item = &'a String>,
+) -> Election {
+    let mut e = elect(address, nodes);
+    let incumbents: Vec<&String> = incumbents.into_iter().collect();
+    let kept =
+        e.candidates.iter().find(|c| c.eligible && incumbents.contains(&&c.node)).map(|c| c.node.clone());
+    if let Some(node) = kept {
+        e.kept_by_incumbent = true;
+        e.winner = Some(node);
+    }
+    e
+}
+
+/// Elects the node that announces the local address `address` by the hashes alone.
 pub fn elect(address: IpAddr, nodes: &[NodeFacts]) -> Election {
     let mut candidates: Vec<NodeCandidate> = nodes
         .iter()
@@ -54,6 +81,8 @@ pub fn elect(address: IpAddr, nodes: &[NodeFacts]) -> Election {
                 (false, format!("labelled {EXCLUDE_LABEL}"))
             } else if let Some(s) = n.subnets.iter().find(|s| s.contains(address)) {
                 (true, format!("{} holds {s}", n.interface))
+            } else if n.interface.is_empty() {
+                (false, "its agent reports no LAN interface".to_string())
             } else {
                 (false, format!("no subnet of {} holds {address}", n.interface))
             };
@@ -62,5 +91,5 @@ pub fn elect(address: IpAddr, nodes: &[NodeFacts]) -> Election {
         .collect();
     candidates.sort_by(|a, b| b.eligible.cmp(&a.eligible).then_with(|| a.hash.cmp(&b.hash)));
     let winner = candidates.first().filter(|c| c.eligible).map(|c| c.node.clone());
-    Election { address, candidates, winner }
+    Election { address, candidates, winner, kept_by_incumbent: false }
 }

@@ -5,7 +5,10 @@
 //! - [`endpoint_nodes`]: per Service (label `kubernetes.io/service-name` of its EndpointSlices), the
 //!   nodes with a ready endpoint: `conditions.ready` true or unset (the API's "unknown, assume ready"),
 //!   and a `nodeName`.
-//! - [`service_facts`]: `ServiceFacts` from a Service and those nodes.
+//! - [`incumbents`]: per local address, the nodes that announce it now, from the
+//!   `purelb.io/announcing-IPv4` / `-IPv6` annotations (`<node>, <interface>`) of every Service of ours
+//!   holding it (a shared address gathers its Services' answers, so all of them elect alike).
+//! - [`service_facts`]: `ServiceFacts` from a Service, those nodes and the incumbents.
 //! - [`pools`]: every valid pool of every ServiceGroup (sorted by namespace and name, pools in their
 //!   declared order), for the aggregation of non-local addresses. Invalid groups are skipped here; the
 //!   allocator reports them.
@@ -61,13 +64,40 @@ pub fn endpoint_nodes<'a>(
     out
 }
 
-/// The announcement inputs of `svc`; `endpoints` as from [`endpoint_nodes`].
-pub fn service_facts(svc: &Service, endpoints: &BTreeMap<ServiceKey, BTreeSet<String>>) -> ServiceFacts {
+/// Per address, the nodes that announce it now.
+pub type Incumbents = BTreeMap<IpAddr, BTreeSet<String>>;
+
+/// The incumbents of every local address of `services` (see the module header).
+pub fn incumbents<'a>(services: impl IntoIterator<Item = &'a Service>) -> Incumbents {
+    let mut out = Incumbents::new();
+    for svc in services.into_iter().filter(|s| is_ours(s)) {
+        let a = svc.annotations();
+        for ip in ingress_ips(svc) {
+            let key = if ip.is_ipv4() { annotations::ANNOUNCING_IPV4 } else { annotations::ANNOUNCING_IPV6 };
+            let Some(node) = a.get(key).and_then(|v| v.split(',').next()).map(str::trim) else { continue };
+            if !node.is_empty() {
+                out.entry(ip).or_default().insert(node.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// The announcement inputs of `svc`; `endpoints` as from [`endpoint_nodes`], `incumbents` from
+/// [`incumbents`] over every Service.
+pub fn service_facts(
+    svc: &Service,
+    endpoints: &BTreeMap<ServiceKey, BTreeSet<String>>,
+    incumbents: &Incumbents,
+) -> ServiceFacts {
     let local = svc.spec.as_ref().and_then(|s| s.external_traffic_policy.as_deref()) == Some("Local");
+    let addresses = ingress_ips(svc);
+    let incumbents = addresses.iter().filter_map(|ip| Some((*ip, incumbents.get(ip)?.clone()))).collect();
     ServiceFacts {
-        addresses: ingress_ips(svc),
+        addresses,
         local_traffic_policy: local,
         endpoint_nodes: endpoints.get(&ServiceKey::of(svc)).cloned().unwrap_or_default(),
+        incumbents,
     }
 }
 
@@ -166,7 +196,11 @@ mod tests {
         let eps = endpoint_nodes(&slices);
         assert_eq!(eps[&ServiceKey::new("ns", "a")], BTreeSet::from(["node1".into(), "node3".into()]));
         assert!(eps[&ServiceKey::new("ns", "b")].is_empty());
-        let f = service_facts(&svc("a", &["198.51.100.5", "2001:db8:100::5"], true, "Local"), &eps);
+        let f = service_facts(
+            &svc("a", &["198.51.100.5", "2001:db8:100::5"], true, "Local"),
+            &eps,
+            &Incumbents::new(),
+        );
         assert!(f.local_traffic_policy);
         assert_eq!(f.addresses.len(), 2);
         assert_eq!(f.endpoint_nodes.len(), 2);
@@ -199,5 +233,26 @@ mod tests {
         let p = pools(&groups);
         assert_eq!(p.len(), 2);
         assert_eq!(p[0].range.to_string(), "198.51.100.128/25");
+    }
+
+    #[test]
+    fn incumbents_come_from_the_announcing_annotations_of_every_service() {
+        let mut a = svc("a", &["192.0.2.50", "2001:db8:0:1::50"], true, "Cluster");
+        let mut b = svc("b", &["192.0.2.50"], true, "Cluster");
+        let c = svc("c", &["192.0.2.60"], false, "Cluster");
+        for (s, v4, v6) in [(&mut a, "node2, eth0", Some("node3, eth0")), (&mut b, "node1, eth0", None)] {
+            let ann = s.metadata.annotations.get_or_insert_default();
+            ann.insert(annotations::ANNOUNCING_IPV4.into(), v4.into());
+            if let Some(v6) = v6 {
+                ann.insert(annotations::ANNOUNCING_IPV6.into(), v6.into());
+            }
+        }
+        let inc = incumbents([&a, &b, &c]);
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        assert_eq!(inc[&ip("192.0.2.50")], ["node1".to_string(), "node2".into()].into());
+        assert_eq!(inc[&ip("2001:db8:0:1::50")], ["node3".to_string()].into());
+        assert!(!inc.contains_key(&ip("192.0.2.60")), "not ours: no incumbent");
+        let f = service_facts(&b, &BTreeMap::new(), &inc);
+        assert_eq!(f.incumbents.len(), 1);
     }
 }

@@ -3,10 +3,14 @@
 //!
 //! - Local or not: an address is local on a node when it lies in a subnet of the node's LAN interface.
 //! - Local addresses: the live, non-excluded nodes whose subnets hold the address are candidates; the
-//!   winner is the lowest sha256(`node#address`) ([`elect`]). Only the winner adds it, to its LAN
+//!   node that announces it now keeps it while it is one, else the winner is the lowest
+//!   sha256(`node#address`) ([`elect_keeping`], [`elect`]). Only the winner adds it, to its LAN
 //!   interface, with the subnet's prefix length.
 //! - Non-local addresses: added to `kube-lb0` with the group's aggregation, on every live node
-//!   (`externalTrafficPolicy: Cluster`) or only on nodes with a ready endpoint (`Local`).
+//!   (`externalTrafficPolicy: Cluster`) or only on nodes with a ready endpoint (`Local`) — never when
+//!   the announced prefix overlaps a node's LAN subnet ([`plan_for_node`], from the nodes' Leases) or a
+//!   subnet connected on the node itself ([`refuse_connected`], from its kernel): routing it would
+//!   hijack that LAN (BIRD exports whatever is on `kube-lb0`).
 //! - A local address with `externalTrafficPolicy: Local`: announced as Cluster, and the decision says
 //!   the policy must be reset (the seed: "PureLB will reset External Traffic Policy to Cluster").
 //!
@@ -23,7 +27,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::net::IpAddr;
 
-pub use election::{Election, NodeCandidate, elect, election_hash};
+pub use election::{Election, NodeCandidate, elect, elect_keeping, election_hash};
 
 use crate::pool::{Family, PoolConfig, Subnet};
 
@@ -46,7 +50,7 @@ pub struct NodeFacts {
 }
 
 /// What the announcement of one Service depends on.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ServiceFacts {
     /// The allocated addresses (`status.loadBalancer.ingress`).
     pub addresses: Vec<IpAddr>,
@@ -54,6 +58,9 @@ pub struct ServiceFacts {
     pub local_traffic_policy: bool,
     /// Nodes with a ready endpoint of the Service (from EndpointSlices' `nodeName`).
     pub endpoint_nodes: BTreeSet<String>,
+    /// Per address, the nodes that announce it now (from every Service holding it: `facts::incumbents`);
+    /// an eligible one keeps it (see `elect_keeping`).
+    pub incumbents: std::collections::BTreeMap<IpAddr, BTreeSet<String>>,
 }
 
 /// Where an address goes on one node.
@@ -129,6 +136,21 @@ pub fn aggregation_prefix(address: IpAddr, pools: &[PoolConfig]) -> (u8, String)
     }
 }
 
+/// The same plan, with every non-local placement whose prefix overlaps one of `connected` (the subnets
+/// of addresses on this node's other interfaces, as its kernel shows them) turned absent, with the
+/// reason: a routed prefix must never cover a network the node is attached to.
+pub fn refuse_connected(mut plan: AddressPlan, connected: &[Subnet]) -> AddressPlan {
+    let Placement::NonLocal { interface, prefix_len } = &plan.placement else { return plan };
+    let Some(routed) = Subnet::new(plan.address, *prefix_len) else { return plan };
+    if let Some(s) = connected.iter().find(|s| s.overlaps(&routed)) {
+        plan.reasons.push(format!(
+            "refused: announcing {routed} on {interface} would overlap {s}, connected on this node, and routing it would hijack that network"
+        ));
+        plan.placement = Placement::Absent;
+    }
+    plan
+}
+
 /// Where each address of `svc` goes on node `me`. `nodes` holds every node (including `me`),
 /// `pools` every pool of every ServiceGroup, `extlbint` the non-local interface name.
 pub fn plan_for_node(
@@ -165,7 +187,7 @@ fn plan_address(
     };
     if let Some(subnet) = this.subnets.iter().find(|s| s.contains(ip)) {
         reasons.push(format!("{ip} is local: it lies in {subnet} of {} on {me}", this.interface));
-        let election = elect(ip, nodes);
+        let election = elect_keeping(ip, nodes, svc.incumbents.get(&ip).into_iter().flatten());
         let reset = svc.local_traffic_policy;
         if reset {
             reasons.push(
@@ -174,10 +196,17 @@ fn plan_address(
             );
         }
         let placement = if election.winner.as_deref() == Some(me) {
-            reasons.push(format!("{me} won the election"));
+            reasons.push(if election.kept_by_incumbent {
+                format!("{me} already announces it and is still eligible: it keeps it")
+            } else {
+                format!("{me} won the election")
+            });
             Placement::Local { interface: this.interface.clone(), prefix_len: subnet.prefix_len() }
         } else {
             reasons.push(match &election.winner {
+                Some(w) if election.kept_by_incumbent => {
+                    format!("{w} already announces it and is still eligible: it keeps it, not {me}")
+                }
                 Some(w) => format!("{w} won the election, not {me}"),
                 None => "no node is eligible".to_string(),
             });
@@ -211,6 +240,16 @@ fn plan_address(
     });
     let (prefix_len, why) = aggregation_prefix(ip, pools);
     reasons.push(why);
+    if let Some(routed) = Subnet::new(ip, prefix_len)
+        && let Some((node, lan)) =
+            nodes.iter().find_map(|n| n.subnets.iter().find(|s| s.overlaps(&routed)).map(|s| (n, s)))
+    {
+        reasons.push(format!(
+            "refused: announcing {routed} on {extlbint} would overlap {lan}, the LAN of {}, and routing it would hijack that LAN",
+            node.name
+        ));
+        return absent(reasons);
+    }
     AddressPlan {
         address: ip,
         placement: Placement::NonLocal { interface: extlbint.to_string(), prefix_len },

@@ -22,7 +22,9 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use crate::announce::{AddressPlan, NodeFacts, Placement, ServiceFacts, elect, election_hash, plan_for_node};
+use crate::announce::{
+    AddressPlan, NodeFacts, Placement, ServiceFacts, elect_keeping, election_hash, plan_for_node,
+};
 use crate::api::{annotations, conditions};
 use crate::pool::{Family, PoolConfig};
 use k8s_openapi::api::core::v1::Service;
@@ -86,7 +88,7 @@ impl ServiceReport {
 /// The node that writes `svc`'s report (see the module header); None when no node is live.
 pub fn reporter(svc: &ServiceFacts, nodes: &[NodeFacts]) -> Option<String> {
     for ip in &svc.addresses {
-        if let Some(winner) = elect(*ip, nodes).winner {
+        if let Some(winner) = elect_keeping(*ip, nodes, svc.incumbents.get(ip).into_iter().flatten()).winner {
             return Some(winner);
         }
     }
@@ -205,8 +207,8 @@ fn why_not(ip: IpAddr, i: usize, plans: &[(&NodeFacts, Vec<AddressPlan>)]) -> St
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::announce::elect;
     use crate::pool::Subnet;
-    use std::collections::BTreeSet;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
@@ -234,11 +236,7 @@ mod tests {
     }
 
     fn svc(addrs: &[&str]) -> ServiceFacts {
-        ServiceFacts {
-            addresses: addrs.iter().map(|a| ip(a)).collect(),
-            local_traffic_policy: false,
-            endpoint_nodes: BTreeSet::new(),
-        }
+        ServiceFacts { addresses: addrs.iter().map(|a| ip(a)).collect(), ..Default::default() }
     }
 
     #[test]

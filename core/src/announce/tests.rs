@@ -33,7 +33,7 @@ fn pools() -> Vec<PoolConfig> {
 }
 
 fn svc(addr: &str) -> ServiceFacts {
-    ServiceFacts { addresses: vec![ip(addr)], local_traffic_policy: false, endpoint_nodes: BTreeSet::new() }
+    ServiceFacts { addresses: vec![ip(addr)], ..Default::default() }
 }
 
 fn placements(s: &ServiceFacts, ns: &[NodeFacts]) -> Vec<Placement> {
@@ -134,4 +134,91 @@ fn ipv6_local_addresses_are_elected_too() {
     let p = placements(&svc("2001:db8:0:1::200"), &ns);
     assert_eq!(p.iter().filter(|p| **p != Placement::Absent).count(), 1);
     assert!(p.contains(&Placement::Local { interface: "eth0".into(), prefix_len: 64 }));
+}
+
+#[test]
+fn a_routed_prefix_that_overlaps_any_nodes_lan_is_refused_with_the_reason() {
+    // node3 lost its LAN (a link flap): 192.0.2.201 is not local there, and its default aggregation
+    // would announce 192.0.2.0/24 — the other nodes' LAN — on kube-lb0.
+    let mut ns = nodes();
+    ns[2].subnets.clear();
+    ns[2].interface.clear();
+    let lan_pool = PoolConfig::parse("192.0.2.0/24", "192.0.2.200-192.0.2.220", "default", None).unwrap();
+    let plan = plan_for_node("node3", &svc("192.0.2.201"), &ns, &[lan_pool], "kube-lb0").remove(0);
+    assert_eq!(plan.placement, Placement::Absent);
+    assert!(
+        plan.reasons
+            .iter()
+            .any(|r| r.contains("192.0.2.0/24") && r.contains("node1") && r.contains("hijack")),
+        "{:?}",
+        plan.reasons
+    );
+    // A /32 of the same address overlaps too: it lies in node1's LAN.
+    let host = PoolConfig::parse("192.0.2.0/24", "192.0.2.200-192.0.2.220", "/32", None).unwrap();
+    let plan = plan_for_node("node3", &svc("192.0.2.201"), &ns, &[host], "kube-lb0").remove(0);
+    assert_eq!(plan.placement, Placement::Absent);
+    // An address outside every LAN is still routed.
+    let plan = plan_for_node("node3", &svc("198.51.100.7"), &ns, &pools(), "kube-lb0").remove(0);
+    assert_eq!(plan.placement, Placement::NonLocal { interface: "kube-lb0".into(), prefix_len: 24 });
+}
+
+#[test]
+fn a_routed_prefix_over_a_connected_subnet_is_refused() {
+    let plan = plan_for_node("node1", &svc("198.51.100.7"), &nodes(), &pools(), "kube-lb0").remove(0);
+    let connected = [Subnet::parse("198.51.100.128/25").unwrap()];
+    let refused = refuse_connected(plan.clone(), &connected);
+    assert_eq!(refused.placement, Placement::Absent);
+    assert!(refused.reasons.last().unwrap().contains("198.51.100.128/25"), "{:?}", refused.reasons);
+    let elsewhere = [Subnet::parse("203.0.113.0/24").unwrap()];
+    assert_eq!(refuse_connected(plan.clone(), &elsewhere), plan);
+    // Local placements are not routed: left alone.
+    let local = plan_for_node("node1", &svc("192.0.2.50"), &nodes(), &pools(), "kube-lb0").remove(0);
+    let lan = [Subnet::parse("192.0.2.0/24").unwrap()];
+    assert_eq!(refuse_connected(local.clone(), &lan), local);
+}
+
+#[test]
+fn a_node_without_a_lan_interface_is_said_so() {
+    let mut ns = nodes();
+    ns[1].subnets.clear();
+    ns[1].interface.clear();
+    let e = elect(ip("192.0.2.50"), &ns);
+    let c = e.candidates.iter().find(|c| c.node == "node2").unwrap();
+    assert!(!c.eligible);
+    assert_eq!(c.why, "its agent reports no LAN interface");
+}
+
+#[test]
+fn the_node_that_announces_a_local_address_keeps_it_while_it_is_eligible() {
+    let a = ip("192.0.2.50");
+    let by_hash = elect(a, &nodes()).winner.unwrap();
+    let other = ["node1", "node2", "node3"].into_iter().find(|n| *n != by_hash).unwrap().to_string();
+    let mut s = svc("192.0.2.50");
+    s.incumbents.insert(a, [other.clone()].into());
+    // The incumbent keeps it although another node has the lower hash: a node coming back takes
+    // nothing back.
+    let winners: Vec<String> = nodes()
+        .iter()
+        .filter(|n| {
+            matches!(
+                plan_for_node(&n.name, &s, &nodes(), &pools(), "kube-lb0")[0].placement,
+                Placement::Local { .. }
+            )
+        })
+        .map(|n| n.name.clone())
+        .collect();
+    assert_eq!(winners, std::slice::from_ref(&other));
+    let plan = plan_for_node(&other, &s, &nodes(), &pools(), "kube-lb0").remove(0);
+    assert!(plan.reasons.iter().any(|r| r.contains("already announces it")), "{:?}", plan.reasons);
+    assert!(plan.election.unwrap().kept_by_incumbent);
+    // The incumbent stops being live: the hash decides again.
+    let mut ns = nodes();
+    ns.iter_mut().find(|n| n.name == other).unwrap().live = false;
+    let e = elect_keeping(a, &ns, s.incumbents.get(&a).into_iter().flatten());
+    assert_eq!(e.winner.as_deref(), Some(by_hash.as_str()));
+    assert!(!e.kept_by_incumbent);
+    // Two incumbents (reports disagreeing for a moment): the lower hash of the two, for everyone.
+    let all: BTreeSet<String> = ["node1".to_string(), "node2".into(), "node3".into()].into();
+    let e = elect_keeping(a, &nodes(), &all);
+    assert_eq!(e.winner.as_deref(), Some(by_hash.as_str()));
 }

@@ -74,9 +74,12 @@ pub mod events {
     /// Warning (agent): an LBNodeAgent cannot be used (e.g. `localint` does not compile); the previous
     /// configuration stays.
     pub const INVALID_LB_NODE_AGENT: &str = "InvalidLBNodeAgent";
+    /// Normal (agent, on its Node; allocator, on its leader Lease): the daemon reaches the API server
+    /// again after running on its last known state (fail-static), and for how long it did.
+    pub const API_SERVER_REACHABLE: &str = "APIServerReachable";
 
     /// Every event reason PureLB emits (the README's reference is checked against this list).
-    pub const ALL: [&str; 9] = [
+    pub const ALL: [&str; 10] = [
         IP_ALLOCATED,
         IP_RELEASED,
         ALLOCATION_FAILED,
@@ -86,6 +89,7 @@ pub mod events {
         ANNOUNCING_NON_LOCAL,
         TRAFFIC_POLICY_RESET,
         INVALID_LB_NODE_AGENT,
+        API_SERVER_REACHABLE,
     ];
 }
 

@@ -64,6 +64,11 @@ impl Subnet {
         self.contains(r.first()) && self.contains(r.last())
     }
 
+    /// Whether the two subnets share an address (one holds the other, since both are prefixes).
+    pub fn overlaps(&self, other: &Subnet) -> bool {
+        self.family() == other.family() && (self.contains(other.network) || other.contains(self.network))
+    }
+
     fn host_mask(&self) -> u128 {
         self.family().host_mask(self.prefix)
     }

@@ -935,3 +935,14 @@ fn pool_matches_naive_model() {
         assert_eq!(p.free_intervals(), runs);
     }
 }
+
+#[test]
+fn subnets_overlap_when_one_holds_the_other() {
+    let s = |t: &str| Subnet::parse(t).unwrap();
+    assert!(s("192.0.2.0/24").overlaps(&s("192.0.2.201/32")));
+    assert!(s("192.0.2.201/32").overlaps(&s("192.0.2.0/24")));
+    assert!(s("192.0.2.0/24").overlaps(&s("192.0.2.0/24")));
+    assert!(!s("192.0.2.0/25").overlaps(&s("192.0.2.128/25")));
+    assert!(!s("192.0.2.0/24").overlaps(&s("2001:db8::/32")));
+    assert!(s("2001:db8::/32").overlaps(&s("2001:db8:0:1::/64")));
+}

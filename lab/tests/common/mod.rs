@@ -261,9 +261,26 @@ pub struct Agent {
 /// Starts `purelb-agent` inside `node`'s network namespace, authenticated as the `purelb-agent`
 /// ServiceAccount (deploy/'s RBAC), reaching the API server through the lab's relay on the LAN.
 pub async fn start_agent(lab: &ControlPlane, net: &purelb_lab::Network, node: &str, extra: &[&str]) -> Agent {
+    let kubeconfig = agent_kubeconfig(lab, net).await;
+    spawn_agent(lab, net, node, &kubeconfig, extra)
+}
+
+/// Installs deploy/'s manifests and returns a kubeconfig for the `purelb-agent` ServiceAccount that
+/// reaches the API server through the lab's relay (needs the API server: get it before a fault).
+pub async fn agent_kubeconfig(lab: &ControlPlane, net: &purelb_lab::Network) -> PathBuf {
     install(lab).await;
     let sa = lab.service_account_kubeconfig(NS, "purelb-agent").await.expect("agent token");
-    let kubeconfig = net.kubeconfig_for_nodes(&sa).expect("kubeconfig for nodes");
+    net.kubeconfig_for_nodes(&sa).expect("kubeconfig for nodes")
+}
+
+/// Starts `purelb-agent` in `node`'s namespace with `kubeconfig`, without any API call.
+pub fn spawn_agent(
+    lab: &ControlPlane,
+    net: &purelb_lab::Network,
+    node: &str,
+    kubeconfig: &std::path::Path,
+    extra: &[&str],
+) -> Agent {
     let n = net.node(node).unwrap_or_else(|| panic!("no lab node {node}"));
     let port = free_port();
     let mut args: Vec<String> = vec![
@@ -273,7 +290,7 @@ pub async fn start_agent(lab: &ControlPlane, net: &purelb_lab::Network, node: &s
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
     let bin = purelb_lab::binary("purelb-agent").expect("purelb-agent binary");
-    let child = n.spawn(lab, &bin, &args, &kubeconfig, &format!("agent-{node}-{port}")).expect("spawn agent");
+    let child = n.spawn(lab, &bin, &args, kubeconfig, &format!("agent-{node}-{port}")).expect("spawn agent");
     Agent { node: node.to_string(), child, admin: format!("127.0.0.1:{port}") }
 }
 

@@ -1,0 +1,413 @@
+//! Address conflict detection in the spirit of RFC 5227: how the agent learns that another node now
+//! answers for an address it holds.
+//!
+//! A node cut off from the Kubernetes API keeps its local addresses (fail-static), while the rest of
+//! the cluster elects another node and that node announces them. The API cannot tell the cut-off node,
+//! but the wire can: the new owner's gratuitous ARPs and unsolicited neighbour advertisements reach
+//! every host on the segment. `listen` watches one interface for ARP (requests and replies, RFC 5227
+//! announcements; probes claim nothing and are ignored) and ICMPv6 neighbour advertisements from other MACs, and yields a
+//! `Sighting` for each; the announcer decides whether the address is one it holds and gives it up.
+//!
+//! Frames are read from AF_PACKET sockets so the Ethernet header is there: one bound to ARP, and one
+//! bound to IPv6 with a classic BPF filter that lets only neighbour advertisements into the agent.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use futures::Stream;
+use nix::sys::socket::{AddressFamily, LinkAddr, SockFlag, SockType, SockaddrLike};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+
+const ETH_P_ARP: u16 = 0x0806;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETHERNET_HEADER: usize = 14;
+const IPV6_HEADER: usize = 40;
+const ICMPV6: u8 = 58;
+const NEIGHBOR_ADVERTISEMENT: u8 = 136;
+const OPTION_TARGET_LINK_LAYER_ADDRESS: u8 = 2;
+/// Large enough for any neighbour advertisement on a standard MTU; a longer frame is cut short, fails
+/// its checksum and is dropped, as ARP and NA never need jumbo frames.
+const RECEIVE_BUFFER: usize = 4096;
+/// What wakes a receiver: a frame, or a socket error with nothing to read, which is how the kernel
+/// says the interface went down or away.
+const WAKE: Interest = Interest::READABLE.add(Interest::ERROR);
+
+/// Another host on the segment claims `ip` with `mac`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sighting {
+    pub ip: IpAddr,
+    pub mac: [u8; 6],
+    pub interface: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConflictError {
+    #[error("cannot listen for address conflicts on {interface}: not called inside a tokio runtime")]
+    NoRuntime { interface: String },
+    #[error(
+        "cannot listen for address conflicts on {interface}: no such interface in the agent's network \
+         namespace ({source})"
+    )]
+    NoInterface {
+        interface: String,
+        #[source]
+        source: nix::Error,
+    },
+    #[error(
+        "cannot open a packet socket for {protocol} on {interface}: {source} (the agent needs CAP_NET_RAW)"
+    )]
+    Socket {
+        interface: String,
+        protocol: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot listen for {protocol} on {interface}: {step} failed: {source}")]
+    Setup {
+        interface: String,
+        protocol: &'static str,
+        step: &'static str,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Sightings on `interface` of addresses claimed by MACs other than `own_mac`, ARP and neighbour
+/// advertisements interleaved as they arrive. Must be called inside a tokio runtime. The stream ends
+/// when the interface disappears (a recreated interface needs a new listener) or a read fails for
+/// good; a link that merely goes down and up again keeps its listener.
+pub fn listen(
+    interface: &str,
+    own_mac: [u8; 6],
+) -> Result<impl Stream<Item = Sighting> + Send + 'static, ConflictError> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(ConflictError::NoRuntime { interface: interface.to_string() });
+    }
+    let index = nix::net::if_::if_nametoindex(interface)
+        .map_err(|source| ConflictError::NoInterface { interface: interface.to_string(), source })?;
+    let arp = Receiver::open(interface, index, own_mac, Kind::Arp)?;
+    let na = Receiver::open(interface, index, own_mac, Kind::NeighborAdvertisement)?;
+    Ok(futures::stream::select(arp.into_stream(), na.into_stream()))
+}
+
+/// What one socket receives, and so how its frames are read.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Arp,
+    NeighborAdvertisement,
+}
+
+/// One non-blocking AF_PACKET socket bound to the interface, with what is needed to turn its frames
+/// into sightings.
+struct Receiver {
+    socket: AsyncFd<OwnedFd>,
+    kind: Kind,
+    interface: String,
+    index: u32,
+    own_mac: [u8; 6],
+    buffer: Box<[u8]>,
+}
+
+// === impl Kind ===
+
+impl Kind {
+    fn protocol(self) -> &'static str {
+        match self {
+            Kind::Arp => "ARP",
+            Kind::NeighborAdvertisement => "IPv6 neighbour advertisements",
+        }
+    }
+
+    fn ethertype(self) -> u16 {
+        match self {
+            Kind::Arp => ETH_P_ARP,
+            Kind::NeighborAdvertisement => ETH_P_IPV6,
+        }
+    }
+
+    fn parse(self, frame: &[u8]) -> Option<(IpAddr, [u8; 6])> {
+        match self {
+            Kind::Arp => parse_arp(frame),
+            Kind::NeighborAdvertisement => parse_na(frame),
+        }
+    }
+}
+
+// === impl Receiver ===
+
+impl Receiver {
+    fn open(interface: &str, index: u32, own_mac: [u8; 6], kind: Kind) -> Result<Receiver, ConflictError> {
+        let setup = |step, source| ConflictError::Setup {
+            interface: interface.to_string(),
+            protocol: kind.protocol(),
+            step,
+            source,
+        };
+        let socket = nix::sys::socket::socket(
+            AddressFamily::Packet,
+            SockType::Raw,
+            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+            // Protocol 0 receives nothing until `bind` names one, so no frame slips in before the
+            // filter is attached.
+            None,
+        )
+        .map_err(|e| ConflictError::Socket {
+            interface: interface.to_string(),
+            protocol: kind.protocol(),
+            source: e.into(),
+        })?;
+        if let Kind::NeighborAdvertisement = kind {
+            attach_neighbor_advertisement_filter(&socket)
+                .map_err(|e| setup("attaching the BPF filter", e))?;
+        }
+        let address = bind_addr(index, kind.ethertype()).ok_or_else(|| {
+            setup("binding", io::Error::other(format!("interface index {index} out of range")))
+        })?;
+        nix::sys::socket::bind(socket.as_raw_fd(), &address).map_err(|e| setup("binding", e.into()))?;
+        let socket = register(socket).map_err(|e| setup("registering with the reactor", e))?;
+        Ok(Receiver {
+            socket,
+            kind,
+            interface: interface.to_string(),
+            index,
+            own_mac,
+            buffer: vec![0; RECEIVE_BUFFER].into_boxed_slice(),
+        })
+    }
+
+    fn into_stream(self) -> impl Stream<Item = Sighting> + Send + 'static {
+        futures::stream::unfold(self, |mut receiver| async move {
+            receiver.next().await.map(|sighting| (sighting, receiver))
+        })
+    }
+
+    /// The next sighting, or None when the socket is of no further use.
+    async fn next(&mut self) -> Option<Sighting> {
+        loop {
+            let mut guard = match self.socket.ready(WAKE).await {
+                Ok(guard) => guard,
+                Err(e) => {
+                    tracing::warn!(interface = %self.interface, protocol = self.kind.protocol(), error = %e,
+                        "conflict listener stopped: cannot wait for frames");
+                    return None;
+                }
+            };
+            let buffer = &mut self.buffer;
+            let received = guard.try_io(|socket| {
+                nix::sys::socket::recvfrom::<LinkAddr>(socket.as_raw_fd(), buffer).map_err(io::Error::from)
+            });
+            let (length, from) = match received {
+                Err(_would_block) => continue,
+                Ok(Ok(received)) => received,
+                Ok(Err(e)) if self.survives(&e) => continue,
+                Ok(Err(e)) => {
+                    tracing::warn!(interface = %self.interface, protocol = self.kind.protocol(), error = %e,
+                        "conflict listener stopped: cannot read frames");
+                    return None;
+                }
+            };
+            // Outgoing frames are this host's own announcements, whatever MAC they carry.
+            if from.is_some_and(|from| from.pkttype() == libc::PACKET_OUTGOING) {
+                continue;
+            }
+            let Some((ip, mac)) = self.buffer.get(..length).and_then(|frame| self.kind.parse(frame)) else {
+                continue;
+            };
+            if mac == self.own_mac {
+                continue;
+            }
+            return Some(Sighting { ip, mac, interface: self.interface.clone() });
+        }
+    }
+
+    /// Whether the socket still works after `error`. The kernel reports ENETDOWN once when the link
+    /// goes down and rebinds the socket when it comes back up, but a deleted interface leaves the
+    /// socket bound to nothing, for good.
+    fn survives(&self, error: &io::Error) -> bool {
+        match error.raw_os_error() {
+            Some(libc::EINTR | libc::ENOBUFS) => true,
+            Some(libc::ENETDOWN) => nix::net::if_::if_nametoindex(self.interface.as_str()) == Ok(self.index),
+            _ => false,
+        }
+    }
+}
+
+/// Hands the socket to the tokio reactor, for reading.
+#[allow(unsafe_code)]
+fn register(socket: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
+    // SAFETY: an `OwnedFd` owns its descriptor: it stays open, and `as_raw_fd` returns that same
+    // descriptor, until the `OwnedFd` (and so the `AsyncFd` holding it) is dropped.
+    unsafe { AsyncFd::register_with_interest(socket, WAKE) }.map_err(|e| e.into_parts().1)
+}
+
+/// The address to bind a packet socket to: `ethertype` frames on the interface with `index`.
+#[allow(unsafe_code)]
+fn bind_addr(index: u32, ethertype: u16) -> Option<LinkAddr> {
+    let sll = libc::sockaddr_ll {
+        sll_family: libc::AF_PACKET as libc::c_ushort,
+        sll_protocol: ethertype.to_be(),
+        sll_ifindex: i32::try_from(index).ok()?,
+        sll_hatype: 0,
+        sll_pkttype: 0,
+        sll_halen: 0,
+        sll_addr: [0; 8],
+    };
+    let len = libc::socklen_t::try_from(size_of::<libc::sockaddr_ll>()).ok()?;
+    // SAFETY: nix 0.32 has no safe constructor for a sockaddr_ll. `sll` is a fully initialised
+    // `sockaddr_ll` that lives across the call, and `len` is exactly its size; `from_raw` checks the
+    // length and the family, then copies the struct out with an unaligned read.
+    unsafe { LinkAddr::from_raw((&raw const sll).cast::<libc::sockaddr>(), Some(len)) }
+}
+
+/// Keeps only IPv6 frames carrying ICMPv6 type 136 right behind the fixed header, so the agent never
+/// sees (or wakes for) the rest of the interface's IPv6 traffic.
+#[allow(unsafe_code)]
+fn attach_neighbor_advertisement_filter(socket: &OwnedFd) -> io::Result<()> {
+    const LOAD_HALF: u16 = (libc::BPF_LD | libc::BPF_H | libc::BPF_ABS) as u16;
+    const LOAD_BYTE: u16 = (libc::BPF_LD | libc::BPF_B | libc::BPF_ABS) as u16;
+    const JUMP_EQUAL: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    const RETURN: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+    let op = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    let mut program = [
+        op(LOAD_HALF, 0, 0, 12),                                     // EtherType
+        op(JUMP_EQUAL, 0, 5, u32::from(ETH_P_IPV6)),                 // else drop
+        op(LOAD_BYTE, 0, 0, 20),                                     // IPv6 next header
+        op(JUMP_EQUAL, 0, 3, u32::from(ICMPV6)),                     // else drop
+        op(LOAD_BYTE, 0, 0, (ETHERNET_HEADER + IPV6_HEADER) as u32), // ICMPv6 type
+        op(JUMP_EQUAL, 0, 1, u32::from(NEIGHBOR_ADVERTISEMENT)),     // else drop
+        op(RETURN, 0, 0, u32::MAX),                                  // keep the whole frame
+        op(RETURN, 0, 0, 0),                                         // drop
+    ];
+    let fprog = libc::sock_fprog { len: program.len() as libc::c_ushort, filter: program.as_mut_ptr() };
+    let len = libc::socklen_t::try_from(size_of::<libc::sock_fprog>()).map_err(io::Error::other)?;
+    // SAFETY: nix 0.32 has no SO_ATTACH_FILTER option. `fprog` points at `program`, both live across the
+    // call, `len` is exactly the size of `fprog`, and the kernel copies the program in before returning.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&raw const fprog).cast::<libc::c_void>(),
+            len,
+        )
+    };
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// The address an Ethernet ARP frame (request or reply, gratuitous or not) claims, and the MAC claiming
+/// it: the sender protocol address with the sender hardware address. An RFC 5227 probe (sender 0.0.0.0)
+/// only asks whether an address is free: it claims nothing (the holder's kernel answers it, which is
+/// RFC 5227's defence), so it gives None, as does anything else or anything malformed.
+pub(crate) fn parse_arp(frame: &[u8]) -> Option<(IpAddr, [u8; 6])> {
+    if array::<2>(frame, 12)? != ETH_P_ARP.to_be_bytes() {
+        return None;
+    }
+    // Hardware Ethernet, protocol IPv4, address lengths 6 and 4.
+    if array::<6>(frame, ETHERNET_HEADER)? != [0, 1, 0x08, 0x00, 6, 4] {
+        return None;
+    }
+    let operation = u16::from_be_bytes(array(frame, ETHERNET_HEADER + 6)?);
+    if operation != 1 && operation != 2 {
+        return None;
+    }
+    let sender_mac = array::<6>(frame, ETHERNET_HEADER + 8)?;
+    let sender_ip = Ipv4Addr::from(array::<4>(frame, ETHERNET_HEADER + 14)?);
+    // The whole ARP body must be there (target hardware and protocol addresses), though unused.
+    array::<4>(frame, ETHERNET_HEADER + 24)?;
+    let ip = sender_ip;
+    if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() || !is_unicast_mac(sender_mac) {
+        return None;
+    }
+    Some((IpAddr::V4(ip), sender_mac))
+}
+
+/// The address an Ethernet frame carrying an ICMPv6 neighbour advertisement claims (its target), and
+/// the MAC claiming it: the target link-layer address option, else the Ethernet source. Only what a
+/// neighbour would believe (RFC 4861 7.1.2: hop limit 255, valid checksum, code 0, no zero-length
+/// option, a unicast target) counts; None for anything else or anything malformed.
+pub(crate) fn parse_na(frame: &[u8]) -> Option<(IpAddr, [u8; 6])> {
+    let ethernet_source = array::<6>(frame, 6)?;
+    if array::<2>(frame, 12)? != ETH_P_IPV6.to_be_bytes() {
+        return None;
+    }
+    let header = array::<IPV6_HEADER>(frame, ETHERNET_HEADER)?;
+    let [version, _, _, _, length_high, length_low, next_header, hop_limit, ..] = header;
+    if version >> 4 != 6 || next_header != ICMPV6 || hop_limit != 255 {
+        return None;
+    }
+    let start = ETHERNET_HEADER + IPV6_HEADER;
+    let length = usize::from(u16::from_be_bytes([length_high, length_low]));
+    // Ethernet pads short frames, so the payload length, not the frame, says where the message ends.
+    let icmp = frame.get(start..start.checked_add(length)?)?;
+    let [kind, code, ..] = array::<24>(icmp, 0)?;
+    if kind != NEIGHBOR_ADVERTISEMENT || code != 0 {
+        return None;
+    }
+    let source = array::<16>(frame, ETHERNET_HEADER + 8)?;
+    let destination = array::<16>(frame, ETHERNET_HEADER + 24)?;
+    if icmpv6_checksum(source, destination, icmp) != 0 {
+        return None;
+    }
+    let target = Ipv6Addr::from(array::<16>(icmp, 8)?);
+    if target.is_unspecified() || target.is_multicast() {
+        return None;
+    }
+    let mut options = icmp.get(24..)?;
+    let mut link_layer = None;
+    while !options.is_empty() {
+        let [option, units] = array::<2>(options, 0)?;
+        if units == 0 {
+            return None;
+        }
+        let size = usize::from(units) * 8;
+        if option == OPTION_TARGET_LINK_LAYER_ADDRESS && link_layer.is_none() {
+            link_layer = Some(array::<6>(options.get(..size)?, 2)?);
+        }
+        options = options.get(size..)?;
+    }
+    let mac = link_layer.unwrap_or(ethernet_source);
+    if !is_unicast_mac(mac) {
+        return None;
+    }
+    Some((IpAddr::V6(target), mac))
+}
+
+/// `N` bytes of `bytes` from `at`, if there are that many.
+fn array<const N: usize>(bytes: &[u8], at: usize) -> Option<[u8; N]> {
+    bytes.get(at..at.checked_add(N)?)?.try_into().ok()
+}
+
+/// Neither all zeros nor a group address: a MAC some host could answer with.
+fn is_unicast_mac(mac: [u8; 6]) -> bool {
+    mac != [0; 6] && mac[0] & 1 == 0
+}
+
+/// The Internet checksum of `message` behind the IPv6 pseudo-header (RFC 8200 8.1); a message that
+/// carries its own correct checksum sums to 0.
+fn icmpv6_checksum(source: [u8; 16], destination: [u8; 16], message: &[u8]) -> u16 {
+    fn words(bytes: &[u8]) -> u64 {
+        bytes
+            .chunks(2)
+            .map(|pair| {
+                let high = pair.first().copied().unwrap_or(0);
+                let low = pair.get(1).copied().unwrap_or(0);
+                u64::from(u16::from_be_bytes([high, low]))
+            })
+            .sum()
+    }
+    let length = u32::try_from(message.len()).unwrap_or(u32::MAX);
+    let mut sum = words(&source)
+        + words(&destination)
+        + words(&length.to_be_bytes())
+        + u64::from(ICMPV6)
+        + words(message);
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+#[cfg(test)]
+mod tests;
