@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::PostParams;
+use nix::sys::signal::Signal;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::kubeconfig::{Credentials, client_from_kubeconfig, client_with_timeout, write_kubeconfig};
@@ -41,6 +42,12 @@ const TOKEN_LIFETIME_SECONDS: i64 = 24 * 60 * 60;
 
 /// A running etcd + kube-apiserver pair and the files to talk to them. Dropping it stops both processes
 /// and removes its directory (unless `PURELB_LAB_KEEP=1`).
+///
+/// Faults for tests of what happens when the control plane is away: [`ControlPlane::pause_apiserver`]
+/// and [`ControlPlane::pause_etcd`] (SIGSTOP, undone by `resume_*`), [`ControlPlane::stop_apiserver`] and
+/// [`ControlPlane::stop_etcd`] (SIGKILL, undone by `start_*`, which restart with the same command line,
+/// ports and data). They are for a lab the test started itself ([`ControlPlane::start`]), never the
+/// [`shared`] one, which other tests of the process are using.
 #[derive(Debug)]
 pub struct ControlPlane {
     dir: PathBuf,
@@ -51,6 +58,12 @@ pub struct ControlPlane {
     admin_kubeconfig: PathBuf,
     apiserver: Child,
     etcd: Child,
+    /// Kept so restarts listen where kubeconfigs, the network's relay and the apiserver point.
+    apiserver_port: u16,
+    etcd_ports: EtcdPorts,
+    /// How many times each was started, naming the restarts' logs (`kube-apiserver-2.log`, ...).
+    apiserver_starts: u32,
+    etcd_starts: u32,
 }
 
 impl ControlPlane {
@@ -66,10 +79,12 @@ impl ControlPlane {
         let dir = DirGuard(Some(labdir::create()?));
         let pki = Pki::generate(&dir.path().join("pki"))?;
 
-        let (etcd, etcd_url) = start_etcd(&upstream, dir.path()).await?;
+        let (etcd, etcd_ports) = first_start_etcd(&upstream, dir.path()).await?;
+        let etcd_url = etcd_ports.client_url();
         let admin_kubeconfig = dir.path().join("admin.kubeconfig");
-        let (apiserver, server) =
-            start_apiserver(&upstream, dir.path(), &pki, &etcd, &etcd_url, &admin_kubeconfig).await?;
+        let (apiserver, apiserver_port) =
+            first_start_apiserver(&upstream, dir.path(), &pki, &etcd, &etcd_url, &admin_kubeconfig).await?;
+        let server = apiserver_url(apiserver_port);
 
         let lab = ControlPlane {
             dir: dir.disarm(),
@@ -80,13 +95,18 @@ impl ControlPlane {
             admin_kubeconfig,
             apiserver,
             etcd,
+            apiserver_port,
+            etcd_ports,
+            apiserver_starts: 1,
+            etcd_starts: 1,
         };
         tracing::info!(dir = %lab.dir.display(), server = %lab.server, elapsed = ?began.elapsed(), "lab control plane ready");
         Ok(lab)
     }
 
     /// The lab's working directory: kubeconfigs, PKI, etcd data and logs (`etcd.log`,
-    /// `kube-apiserver.log`, and one per spawned program).
+    /// `kube-apiserver.log`, `etcd-2.log`, `kube-apiserver-2.log`, ... after restarts, and one per spawned
+    /// program).
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -111,12 +131,12 @@ impl ControlPlane {
         &self.pki.ca_cert
     }
 
-    /// The kube-apiserver process.
+    /// The kube-apiserver process (the latest one, after restarts).
     pub fn apiserver(&self) -> &Child {
         &self.apiserver
     }
 
-    /// The etcd process.
+    /// The etcd process (the latest one, after restarts).
     pub fn etcd(&self) -> &Child {
         &self.etcd
     }
@@ -192,6 +212,75 @@ impl ControlPlane {
         spawn_supervised(command, log_name, &self.dir.join(format!("{log_name}.log")))
     }
 
+    /// Freezes kube-apiserver (SIGSTOP): its sockets stay open and connections to it stay up, but nothing
+    /// answers, as with a hung or partitioned server, until [`ControlPlane::resume_apiserver`].
+    pub fn pause_apiserver(&self) -> Result<(), LabError> {
+        signal_running(&self.apiserver, Signal::SIGSTOP, "while pausing it")
+    }
+
+    /// Lets a paused kube-apiserver run again (SIGCONT).
+    pub fn resume_apiserver(&self) -> Result<(), LabError> {
+        signal_running(&self.apiserver, Signal::SIGCONT, "while resuming it")
+    }
+
+    /// Freezes etcd (SIGSTOP): the apiserver's requests to it hang until [`ControlPlane::resume_etcd`].
+    pub fn pause_etcd(&self) -> Result<(), LabError> {
+        signal_running(&self.etcd, Signal::SIGSTOP, "while pausing it")
+    }
+
+    /// Lets a paused etcd run again (SIGCONT).
+    pub fn resume_etcd(&self) -> Result<(), LabError> {
+        signal_running(&self.etcd, Signal::SIGCONT, "while resuming it")
+    }
+
+    /// [`ControlPlane::stop_apiserver`] then [`ControlPlane::start_apiserver`]: a crash and a restart on
+    /// the same port, ready when this returns.
+    pub async fn restart_apiserver(&mut self) -> Result<(), LabError> {
+        self.stop_apiserver().await?;
+        self.start_apiserver().await
+    }
+
+    /// Kills kube-apiserver (SIGKILL, paused or not) and reaps it: its connections are reset.
+    pub async fn stop_apiserver(&mut self) -> Result<(), LabError> {
+        self.apiserver.kill().map(drop)
+    }
+
+    /// Starts kube-apiserver again after [`ControlPlane::stop_apiserver`] (or a crash), with the same
+    /// flags on the same port, and waits for `/readyz` as the first start does. Each restart logs to a
+    /// file of its own: `kube-apiserver-2.log`, `-3`, ... ([`Child::log_path`] of [`ControlPlane::apiserver`]).
+    pub async fn start_apiserver(&mut self) -> Result<(), LabError> {
+        ensure_stopped(&self.apiserver)?;
+        self.apiserver_starts += 1;
+        let log = self.dir.join(format!("kube-apiserver-{}.log", self.apiserver_starts));
+        let command =
+            apiserver_command(&self.upstream, &self.dir, &self.pki, &self.etcd_url, self.apiserver_port);
+        self.apiserver = spawn_supervised(command, "kube-apiserver", &log)?;
+        wait_apiserver_ready(&self.apiserver, &self.etcd, &self.admin_kubeconfig).await
+    }
+
+    /// Kills etcd (SIGKILL) and reaps it; its data directory stays.
+    pub async fn stop_etcd(&mut self) -> Result<(), LabError> {
+        self.etcd.kill().map(drop)
+    }
+
+    /// Starts etcd again after [`ControlPlane::stop_etcd`] with the same flags, ports and data directory
+    /// (every object is still there), and waits until it reports itself healthy. Each restart logs to a
+    /// file of its own: `etcd-2.log`, `-3`, ...
+    pub async fn start_etcd(&mut self) -> Result<(), LabError> {
+        ensure_stopped(&self.etcd)?;
+        self.etcd_starts += 1;
+        let log = self.dir.join(format!("etcd-{}.log", self.etcd_starts));
+        self.etcd = spawn_supervised(etcd_command(&self.upstream, &self.dir, self.etcd_ports), "etcd", &log)?;
+        wait_etcd_ready(&self.etcd, self.etcd_ports).await
+    }
+
+    /// [`ControlPlane::stop_etcd`] then [`ControlPlane::start_etcd`]: a crash and a restart on the same
+    /// data, healthy when this returns.
+    pub async fn restart_etcd(&mut self) -> Result<(), LabError> {
+        self.stop_etcd().await?;
+        self.start_etcd().await
+    }
+
     /// Stops both processes and removes (or keeps) the directory. Safe to call more than once.
     fn shut_down(&self, at_exit: bool) {
         for child in [&self.apiserver, &self.etcd] {
@@ -217,6 +306,36 @@ impl ControlPlane {
 impl Drop for ControlPlane {
     fn drop(&mut self) {
         self.shut_down(false);
+    }
+}
+
+/// Sends `signal` to a child that must still be running.
+fn signal_running(child: &Child, signal: Signal, during: &str) -> Result<(), LabError> {
+    if let Some(status) = child.try_wait()? {
+        return Err(LabError::ProcessExited {
+            process: child.name().to_owned(),
+            status,
+            during: during.to_owned(),
+            log: child.log_path().to_owned(),
+            tail: child.log_tail(LOG_TAIL_LINES),
+        });
+    }
+    child.signal(signal);
+    Ok(())
+}
+
+/// A restart needs the previous process gone: two would fight over the port (and etcd's data).
+fn ensure_stopped(child: &Child) -> Result<(), LabError> {
+    match child.try_wait()? {
+        Some(_) => Ok(()),
+        None => Err(LabError::io(
+            format!("starting {} again", child.name()),
+            std::io::Error::other(format!(
+                "{} (pid {}) is still running; stop it first",
+                child.name(),
+                child.pid()
+            )),
+        )),
     }
 }
 
@@ -253,32 +372,56 @@ impl Drop for DirGuard {
 
 // === etcd ===
 
-async fn start_etcd(upstream: &UpstreamBinaries, dir: &Path) -> Result<(Child, String), LabError> {
+/// etcd's two ports on 127.0.0.1, kept for restarts: the apiserver's `--etcd-servers` names the client one.
+#[derive(Debug, Clone, Copy)]
+struct EtcdPorts {
+    client: u16,
+    peer: u16,
+}
+
+impl EtcdPorts {
+    fn client_url(self) -> String {
+        format!("http://127.0.0.1:{}", self.client)
+    }
+}
+
+/// The etcd command line, the same for the first start and every restart (on restart the data directory
+/// exists, and etcd ignores the `--initial-*` flags).
+fn etcd_command(upstream: &UpstreamBinaries, dir: &Path, ports: EtcdPorts) -> Command {
+    let client_url = ports.client_url();
+    let peer_url = format!("http://127.0.0.1:{}", ports.peer);
+    let mut command = Command::new(&upstream.etcd);
+    command
+        .arg("--name=lab")
+        .arg(format!("--data-dir={}", dir.join("etcd").display()))
+        .arg(format!("--listen-client-urls={client_url}"))
+        .arg(format!("--advertise-client-urls={client_url}"))
+        .arg(format!("--listen-peer-urls={peer_url}"))
+        .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+        .arg(format!("--initial-cluster=lab={peer_url}"))
+        .arg("--initial-cluster-state=new")
+        // A throwaway store: durability buys nothing and fsync costs seconds on a busy disk.
+        .arg("--unsafe-no-fsync")
+        .current_dir(dir);
+    command
+}
+
+async fn wait_etcd_ready(etcd: &Child, ports: EtcdPorts) -> Result<(), LabError> {
+    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, ports.client));
+    wait_until_ready(etcd, "etcd", ETCD_READY_TIMEOUT, || etcd_health(address)).await
+}
+
+/// The first start: on fresh ports (new ones when another process took them meanwhile).
+async fn first_start_etcd(upstream: &UpstreamBinaries, dir: &Path) -> Result<(Child, EtcdPorts), LabError> {
     let log = dir.join("etcd.log");
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let [client_port, peer_port] = free_ports()?;
-        let client_url = format!("http://127.0.0.1:{client_port}");
-        let peer_url = format!("http://127.0.0.1:{peer_port}");
-        let mut command = Command::new(&upstream.etcd);
-        command
-            .arg("--name=lab")
-            .arg(format!("--data-dir={}", dir.join("etcd").display()))
-            .arg(format!("--listen-client-urls={client_url}"))
-            .arg(format!("--advertise-client-urls={client_url}"))
-            .arg(format!("--listen-peer-urls={peer_url}"))
-            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
-            .arg(format!("--initial-cluster=lab={peer_url}"))
-            .arg("--initial-cluster-state=new")
-            // A throwaway store: durability buys nothing and fsync costs seconds on a busy disk.
-            .arg("--unsafe-no-fsync")
-            .current_dir(dir);
-        let etcd = spawn_supervised(command, "etcd", &log)?;
-        let address = SocketAddr::from((Ipv4Addr::LOCALHOST, client_port));
-        let ready = wait_until_ready(&etcd, "etcd", ETCD_READY_TIMEOUT, || etcd_health(address)).await;
-        match ready {
-            Ok(()) => return Ok((etcd, client_url)),
+        let [client, peer] = free_ports()?;
+        let ports = EtcdPorts { client, peer };
+        let etcd = spawn_supervised(etcd_command(upstream, dir, ports), "etcd", &log)?;
+        match wait_etcd_ready(&etcd, ports).await {
+            Ok(()) => return Ok((etcd, ports)),
             Err(e) if attempt < PORT_ATTEMPTS && port_was_taken(&log) => {
                 tracing::warn!(error = %e, "etcd lost its port to another process; retrying with new ports");
                 drop(etcd);
@@ -309,69 +452,94 @@ async fn http_get(address: SocketAddr, path: &str) -> std::io::Result<String> {
 
 // === kube-apiserver ===
 
-async fn start_apiserver(
+/// The kube-apiserver command line, the same for the first start and every restart.
+fn apiserver_command(
+    upstream: &UpstreamBinaries,
+    dir: &Path,
+    pki: &Pki,
+    etcd_url: &str,
+    port: u16,
+) -> Command {
+    let mut command = Command::new(&upstream.kube_apiserver);
+    command
+        .arg(format!("--etcd-servers={etcd_url}"))
+        .arg("--bind-address=127.0.0.1")
+        .arg("--advertise-address=127.0.0.1")
+        .arg(format!("--secure-port={port}"))
+        .arg(format!("--cert-dir={}", dir.join("apiserver").display()))
+        .arg(format!("--tls-cert-file={}", pki.apiserver_cert.display()))
+        .arg(format!("--tls-private-key-file={}", pki.apiserver_key.display()))
+        .arg(format!("--client-ca-file={}", pki.ca_cert.display()))
+        .arg("--authorization-mode=RBAC")
+        .arg(format!("--service-account-issuer={SERVICE_ACCOUNT_ISSUER}"))
+        .arg(format!("--service-account-key-file={}", pki.service_account_pub.display()))
+        .arg(format!("--service-account-signing-key-file={}", pki.service_account_key.display()))
+        .arg(format!("--api-audiences={SERVICE_ACCOUNT_ISSUER}"))
+        .arg(format!("--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGES}"))
+        // Nobody else serves the `kubernetes` Service's endpoints here, and a loopback endpoint
+        // would be rejected anyway.
+        .arg("--endpoint-reconciler-type=none")
+        .arg("--profiling=false")
+        .current_dir(dir);
+    command
+}
+
+/// Waits for `/readyz` to answer `ok` (as admin), failing early when the apiserver or etcd exits.
+async fn wait_apiserver_ready(
+    apiserver: &Child,
+    etcd: &Child,
+    admin_kubeconfig: &Path,
+) -> Result<(), LabError> {
+    let probe = client_with_timeout(admin_kubeconfig, Some(Duration::from_secs(5))).await?;
+    wait_until_ready(apiserver, "kube-apiserver", APISERVER_READY_TIMEOUT, || {
+        let probe = probe.clone();
+        async move {
+            // etcd dying makes the apiserver hang in retries; say so instead of timing out.
+            if let Ok(Some(status)) = etcd.try_wait() {
+                return Err(format!("etcd exited ({status}); see {}", etcd.log_path().display()));
+            }
+            readyz(&probe).await
+        }
+    })
+    .await
+}
+
+/// The first start: on a fresh port (a new one when another process took it meanwhile), writing the admin
+/// kubeconfig that names it.
+async fn first_start_apiserver(
     upstream: &UpstreamBinaries,
     dir: &Path,
     pki: &Pki,
     etcd: &Child,
     etcd_url: &str,
     admin_kubeconfig: &Path,
-) -> Result<(Child, String), LabError> {
+) -> Result<(Child, u16), LabError> {
     let log = dir.join("kube-apiserver.log");
     let mut attempt = 0;
     loop {
         attempt += 1;
         let [port] = free_ports()?;
-        let server = format!("https://127.0.0.1:{port}");
         write_kubeconfig(
             admin_kubeconfig,
             "purelb-lab-admin",
-            &server,
+            &apiserver_url(port),
             &pki.ca_cert,
             Credentials::ClientCertificate { cert: &pki.admin_cert, key: &pki.admin_key },
         )?;
-        let mut command = Command::new(&upstream.kube_apiserver);
-        command
-            .arg(format!("--etcd-servers={etcd_url}"))
-            .arg("--bind-address=127.0.0.1")
-            .arg("--advertise-address=127.0.0.1")
-            .arg(format!("--secure-port={port}"))
-            .arg(format!("--cert-dir={}", dir.join("apiserver").display()))
-            .arg(format!("--tls-cert-file={}", pki.apiserver_cert.display()))
-            .arg(format!("--tls-private-key-file={}", pki.apiserver_key.display()))
-            .arg(format!("--client-ca-file={}", pki.ca_cert.display()))
-            .arg("--authorization-mode=RBAC")
-            .arg(format!("--service-account-issuer={SERVICE_ACCOUNT_ISSUER}"))
-            .arg(format!("--service-account-key-file={}", pki.service_account_pub.display()))
-            .arg(format!("--service-account-signing-key-file={}", pki.service_account_key.display()))
-            .arg(format!("--api-audiences={SERVICE_ACCOUNT_ISSUER}"))
-            .arg(format!("--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGES}"))
-            // Nobody else serves the `kubernetes` Service's endpoints here, and a loopback endpoint
-            // would be rejected anyway.
-            .arg("--endpoint-reconciler-type=none")
-            .arg("--profiling=false")
-            .current_dir(dir);
+        let command = apiserver_command(upstream, dir, pki, etcd_url, port);
         let apiserver = spawn_supervised(command, "kube-apiserver", &log)?;
-        let probe = client_with_timeout(admin_kubeconfig, Some(Duration::from_secs(5))).await?;
-        let ready = wait_until_ready(&apiserver, "kube-apiserver", APISERVER_READY_TIMEOUT, || {
-            let probe = probe.clone();
-            async move {
-                // etcd dying makes the apiserver hang in retries; say so instead of timing out.
-                if let Ok(Some(status)) = etcd.try_wait() {
-                    return Err(format!("etcd exited ({status}); see {}", etcd.log_path().display()));
-                }
-                readyz(&probe).await
-            }
-        })
-        .await;
-        match ready {
-            Ok(()) => return Ok((apiserver, server)),
+        match wait_apiserver_ready(&apiserver, etcd, admin_kubeconfig).await {
+            Ok(()) => return Ok((apiserver, port)),
             Err(e) if attempt < PORT_ATTEMPTS && port_was_taken(&log) => {
                 tracing::warn!(error = %e, "kube-apiserver lost its port to another process; retrying");
             }
             Err(e) => return Err(e),
         }
     }
+}
+
+fn apiserver_url(port: u16) -> String {
+    format!("https://127.0.0.1:{port}")
 }
 
 /// GET /readyz as admin: `Ok` when the apiserver answers `ok`.

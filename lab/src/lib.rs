@@ -46,9 +46,9 @@ pub use kubeconfig::client_from_kubeconfig;
 pub use labdir::{DEFAULT_ROOT as DEFAULT_LAB_ROOT, ROOT_ENV as LAB_ROOT_ENV};
 pub use namespace::TestNamespace;
 pub use network::{
-    APISERVER_RELAY_PORT, BgpSession, CONTROL_PLANE_IPV4, CONTROL_PLANE_IPV6, KUBE_LB0, LAN_INTERFACE,
-    LAN_PREFIX_V4, LAN_PREFIX_V6, LabNode, NODE_AS, Network, NetworkConfig, NodeAddress, ROUTER_AS,
-    ROUTER_IPV4, ROUTER_IPV6, RouterRoute,
+    APISERVER_RELAY_PORT, BgpSession, CONTROL_PLANE_IPV4, CONTROL_PLANE_IPV6, Change, Holding, KUBE_LB0,
+    LAN_INTERFACE, LAN_PREFIX_V4, LAN_PREFIX_V6, LabNode, NODE_AS, Network, NetworkConfig, NodeAddress,
+    ROUTER_AS, ROUTER_IPV4, ROUTER_IPV6, RouterRoute, Sampler, TimedChange, Timeline,
 };
 pub use pki::ADMIN_USER;
 pub use process::{Child, log_tail, spawn_supervised};

@@ -122,7 +122,7 @@ impl Child {
 
     /// Signals the child's process group (the child leads it), or the child itself when it left the
     /// group. Never both: a daemon that sees SIGTERM twice takes the second as "abort now".
-    fn signal(&self, signal: Signal) {
+    pub(crate) fn signal(&self, signal: Signal) {
         if let Ok(pid) = i32::try_from(self.pid) {
             // Errors mean "already gone", which is what we want anyway.
             if kill(Pid::from_raw(-pid), signal).is_err() {

@@ -377,3 +377,126 @@ fn processes_mentioning(needle: &str) -> Result<Vec<String>> {
     }
     Ok(found)
 }
+
+/// `/readyz` through `client`, given at most `within`.
+async fn readyz_within(client: &kube::Client, within: Duration) -> Result<String> {
+    let request = http::Request::get("/readyz").body(Vec::new())?;
+    let answer = tokio::time::timeout(within, client.request_text(request))
+        .await
+        .with_context(|| format!("/readyz: no answer within {within:?}"))?;
+    Ok(answer?)
+}
+
+/// The state letter of a process in /proc (`T` when stopped by a signal).
+fn process_state(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split_whitespace().next().map(str::to_owned)
+}
+
+#[tokio::test]
+async fn a_paused_apiserver_answers_nothing_until_it_is_resumed() -> Result<()> {
+    let lab = ControlPlane::start().await?;
+    let client = lab.admin_client().await?;
+    ensure!(readyz_within(&client, Duration::from_secs(10)).await? == "ok");
+
+    lab.pause_apiserver()?;
+    // SIGSTOP is delivered asynchronously, to every thread of the process.
+    let pid = lab.apiserver().pid();
+    wait_for("kube-apiserver to be stopped (state T)", Duration::from_secs(5), || async move {
+        let state = process_state(pid);
+        if state.as_deref() == Some("T") { Ok(()) } else { Err(format!("state {state:?}")) }
+    })
+    .await?;
+    let paused = readyz_within(&client, Duration::from_secs(2)).await;
+    ensure!(paused.is_err(), "a paused apiserver answered /readyz: {paused:?}");
+    let fresh = lab.admin_client().await?;
+    let paused = readyz_within(&fresh, Duration::from_secs(2)).await;
+    ensure!(paused.is_err(), "a paused apiserver answered a new client: {paused:?}");
+
+    lab.resume_apiserver()?;
+    let resumed = readyz_within(&client, Duration::from_secs(10)).await?;
+    ensure!(resumed == "ok", "after resume /readyz answered {resumed:?}");
+    ensure!(lab.apiserver().is_running());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_restarted_apiserver_serves_the_same_url_with_the_objects_from_before() -> Result<()> {
+    let mut lab = ControlPlane::start().await?;
+    let (url, first_pid) = (lab.server_url().to_owned(), lab.apiserver().pid());
+    let maps: Api<ConfigMap> = Api::namespaced(lab.admin_client().await?, "default");
+    let metadata = meta("before-restart", "default");
+    maps.create(&PostParams::default(), &ConfigMap { metadata, ..Default::default() }).await?;
+
+    lab.stop_apiserver().await?;
+    ensure!(!lab.apiserver().is_running(), "kube-apiserver still running after stop");
+    let client = lab.admin_client().await?;
+    let down = readyz_within(&client, Duration::from_secs(5)).await;
+    ensure!(down.is_err(), "a stopped apiserver answered /readyz: {down:?}");
+    ensure!(lab.start_apiserver().await.is_ok(), "start after stop failed");
+    let again = lab.start_apiserver().await;
+    ensure!(again.is_err(), "a second start while running was accepted");
+
+    ensure!(lab.server_url() == url, "the URL changed: {url} -> {}", lab.server_url());
+    ensure!(lab.apiserver().pid() != first_pid && lab.apiserver().is_running());
+    ensure!(lab.dir().join("kube-apiserver-2.log").is_file(), "the restart's log is missing");
+    // The client made before the restart reconnects; the object is still there.
+    let found = maps.get_opt("before-restart").await?;
+    ensure!(found.is_some(), "the ConfigMap created before the restart is gone");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_restarted_etcd_keeps_its_data() -> Result<()> {
+    let mut lab = ControlPlane::start().await?;
+    let maps: Api<ConfigMap> = Api::namespaced(lab.admin_client().await?, "default");
+    let metadata = meta("before-etcd-restart", "default");
+    maps.create(&PostParams::default(), &ConfigMap { metadata, ..Default::default() }).await?;
+
+    lab.stop_etcd().await?;
+    ensure!(!lab.etcd().is_running(), "etcd still running after stop");
+    let metadata = meta("while-etcd-is-down", "default");
+    let (params, map) = (PostParams::default(), ConfigMap { metadata, ..Default::default() });
+    let down = tokio::time::timeout(Duration::from_secs(5), maps.create(&params, &map)).await;
+    ensure!(!matches!(down, Ok(Ok(_))), "a write succeeded with etcd down");
+
+    lab.start_etcd().await?;
+    ensure!(lab.dir().join("etcd-2.log").is_file(), "the restart's log is missing");
+    let found = wait_for("the apiserver to read the ConfigMap again", Duration::from_secs(60), || async {
+        maps.get_opt("before-etcd-restart").await.map_err(|e| e.to_string())
+    })
+    .await?;
+    ensure!(found.is_some(), "the ConfigMap created before etcd's restart is gone");
+    let metadata = meta("after-etcd-restart", "default");
+    maps.create(&PostParams::default(), &ConfigMap { metadata, ..Default::default() }).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_paused_etcd_holds_writes_until_it_is_resumed() -> Result<()> {
+    let lab = ControlPlane::start().await?;
+    let maps: Api<ConfigMap> = Api::namespaced(lab.admin_client().await?, "default");
+
+    lab.pause_etcd()?;
+    ensure!(process_state(lab.etcd().pid()).as_deref() == Some("T"), "etcd is not stopped");
+    let (params, map) = (
+        PostParams::default(),
+        ConfigMap { metadata: meta("while-paused", "default"), ..Default::default() },
+    );
+    let paused = tokio::time::timeout(Duration::from_secs(3), maps.create(&params, &map)).await;
+    ensure!(!matches!(paused, Ok(Ok(_))), "a write succeeded with etcd paused");
+
+    lab.resume_etcd()?;
+    ensure!(lab.etcd().is_running(), "etcd exited after resume");
+    wait_for("a write to succeed after etcd resumed", Duration::from_secs(60), || async {
+        let metadata = meta("after-etcd-resumed", "default");
+        match maps.create(&PostParams::default(), &ConfigMap { metadata, ..Default::default() }).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await?;
+    ensure!(maps.get_opt("after-etcd-resumed").await?.is_some(), "the write after resume is not there");
+    Ok(())
+}

@@ -321,3 +321,177 @@ async fn dropping_the_network_deletes_its_namespaces_and_a_dead_labs_are_swept()
     }
     Ok(())
 }
+
+/// A TCP connection to the API server relay (192.0.2.1:6443) made inside `node`'s namespace, with 1 s
+/// read timeouts.
+fn connect_from(node: &LabNode) -> Result<std::net::TcpStream> {
+    let relay =
+        std::net::SocketAddr::from((purelb_lab::CONTROL_PLANE_IPV4, purelb_lab::APISERVER_RELAY_PORT));
+    let stream = node.tcp_connect(relay, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(1)))?;
+    Ok(stream)
+}
+
+/// A TLS 1.2 ClientHello (ECDHE with ECDSA or RSA, AES-GCM) with no server name: enough for the
+/// apiserver to answer with a ServerHello (or an alert), either being an answer.
+fn client_hello() -> Vec<u8> {
+    let mut extensions = Vec::new();
+    // supported_groups: x25519, secp256r1; ec_point_formats: uncompressed.
+    extensions.extend([0x00, 0x0a, 0x00, 0x06, 0x00, 0x04, 0x00, 0x1d, 0x00, 0x17]);
+    extensions.extend([0x00, 0x0b, 0x00, 0x02, 0x01, 0x00]);
+    // signature_algorithms: ecdsa_secp256r1_sha256, rsa_pss_rsae_sha256, rsa_pkcs1_sha256.
+    extensions.extend([0x00, 0x0d, 0x00, 0x08, 0x00, 0x06, 0x04, 0x03, 0x08, 0x04, 0x04, 0x01]);
+    // extended_master_secret, renegotiation_info.
+    extensions.extend([0x00, 0x17, 0x00, 0x00, 0xff, 0x01, 0x00, 0x01, 0x00]);
+    let mut body = vec![0x03, 0x03];
+    body.extend([0x5a; 32]);
+    body.push(0x00);
+    body.extend([0x00, 0x04, 0xc0, 0x2b, 0xc0, 0x2f]);
+    body.extend([0x01, 0x00]);
+    body.extend(u16::try_from(extensions.len()).unwrap_or(0).to_be_bytes());
+    body.extend(extensions);
+    let mut handshake = vec![0x01];
+    handshake.extend(&u32::try_from(body.len()).unwrap_or(0).to_be_bytes()[1..]);
+    handshake.extend(body);
+    let mut record = vec![0x16, 0x03, 0x01];
+    record.extend(u16::try_from(handshake.len()).unwrap_or(0).to_be_bytes());
+    record.extend(handshake);
+    record
+}
+
+/// What came back within the stream's 1 s read timeout.
+#[derive(Debug, PartialEq)]
+enum Answer {
+    /// The first byte of a TLS record: 0x16 handshake, 0x15 alert.
+    Tls(u8),
+    Silence,
+    Closed,
+}
+
+/// Sends `bytes` (if any) and reads for up to 1 s.
+fn exchange(stream: &mut std::net::TcpStream, bytes: &[u8]) -> Result<Answer> {
+    use std::io::{Read, Write};
+    stream.write_all(bytes)?;
+    let mut first = [0u8; 1];
+    match stream.read(&mut first) {
+        Ok(0) => Ok(Answer::Closed),
+        Ok(_) => Ok(Answer::Tls(first[0])),
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+            Ok(Answer::Silence)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(Answer::Closed),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn answered(answer: &Answer) -> bool {
+    matches!(answer, Answer::Tls(0x16 | 0x15))
+}
+
+#[tokio::test]
+async fn cutting_one_node_off_the_api_black_holes_its_connections_only() -> Result<()> {
+    let network = network(2).await?;
+    let (node1, node2) = (node(&network, "node1")?, node(&network, "node2")?);
+    let hello = client_hello();
+    for n in [node1, node2] {
+        let answer = exchange(&mut connect_from(n)?, &hello)?;
+        ensure!(answered(&answer), "before any cut, {} got {answer:?} to a ClientHello", n.name());
+    }
+
+    // A connection relayed before the cut, idle, and one to a node that stays connected.
+    let mut before = connect_from(node1)?;
+    let mut other_before = connect_from(node2)?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    network.cut_api("node1", true);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let answer = exchange(&mut before, &hello)?;
+    ensure!(answer == Answer::Silence, "node1's existing connection, cut, got {answer:?}");
+    let mut during = connect_from(node1).context("a cut node's new connection is still accepted")?;
+    let answer = exchange(&mut during, &hello)?;
+    ensure!(answer == Answer::Silence, "node1's new connection, cut, got {answer:?}");
+    let answer = exchange(&mut other_before, &hello)?;
+    ensure!(answered(&answer), "node2's existing connection got {answer:?} while node1 was cut");
+    let answer = exchange(&mut connect_from(node2)?, &hello)?;
+    ensure!(answered(&answer), "node2's new connection got {answer:?} while node1 was cut");
+    // Still silent, still open: a black hole, not a refusal.
+    for (what, stream) in [("existing", &mut before), ("new", &mut during)] {
+        let answer = exchange(stream, &[])?;
+        ensure!(answer == Answer::Silence, "node1's {what} connection, still cut, got {answer:?}");
+    }
+
+    network.cut_api("node1", false);
+    for (what, stream) in [("existing", &mut before), ("new", &mut during)] {
+        let mut answer = Answer::Silence;
+        for _ in 0..3 {
+            answer = exchange(stream, &[])?;
+            if answer != Answer::Silence {
+                break;
+            }
+        }
+        ensure!(
+            answer == Answer::Closed,
+            "node1's {what} connection held by the cut was not closed: {answer:?}"
+        );
+    }
+    let answer = exchange(&mut connect_from(node1)?, &hello)?;
+    ensure!(answered(&answer), "after the cut, node1's new connection got {answer:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_sampler_sees_an_address_added_as_one_change() -> Result<()> {
+    let network = network(2).await?;
+    let node1 = node(&network, "node1")?;
+    let ip: IpAddr = "192.0.2.77".parse()?;
+    let sampler =
+        purelb_lab::Sampler::start(&network, Duration::from_millis(50), vec![ip], Duration::from_secs(30))?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut add = node1.command("ip");
+    add.args(["address", "add", "192.0.2.77/24", "dev", "eth0"]);
+    run(add, "adding 192.0.2.77/24 to node1's eth0").await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let timeline = sampler.stop();
+    eprintln!("{timeline}");
+
+    ensure!(timeline.samples() >= 20, "only {} samples in 2 s:\n{timeline}", timeline.samples());
+    ensure!(timeline.max_gap() <= Duration::from_millis(100), "sampled too slowly:\n{timeline}");
+    ensure!(timeline.changes() == 1, "expected one change (the address added):\n{timeline}");
+    ensure!(
+        timeline.ever_on_interface(ip, "eth0") == ["node1"],
+        "192.0.2.77 not seen on node1's eth0:\n{timeline}"
+    );
+    ensure!(timeline.ever_on_interface(ip, "kube-lb0").is_empty(), "{timeline}");
+    ensure!(timeline.double_holding(ip) == Duration::ZERO, "{timeline}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_sampler_sees_the_router_learn_a_kube_lb0_address() -> Result<()> {
+    let network = network(2).await?;
+    let node1 = node(&network, "node1")?;
+    let ip: IpAddr = "203.0.113.78".parse()?;
+    let sampler =
+        purelb_lab::Sampler::start(&network, Duration::from_millis(50), vec![ip], Duration::from_secs(60))?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    kube_lb0(node1, true, "203.0.113.78/32").await?;
+    wait_route(&network, "203.0.113.78/32", Some(BTreeSet::from([IpAddr::from([192, 0, 2, 11])]))).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let timeline = sampler.stop();
+    eprintln!("{timeline}");
+
+    ensure!(timeline.max_gap() <= Duration::from_millis(100), "sampled too slowly:\n{timeline}");
+    ensure!(timeline.changes() == 2, "expected the address and its route to appear, once each:\n{timeline}");
+    ensure!(timeline.ever_on_interface(ip, "kube-lb0") == ["node1"], "{timeline}");
+    let documentation = [purelb_core::pool::Subnet::parse("203.0.113.0/24")?];
+    let routes = timeline.router_routes_within(&documentation);
+    let seen: Vec<(&str, &[IpAddr])> =
+        routes.iter().map(|r| (r.dst.as_str(), r.nexthops.as_slice())).collect();
+    let node1_v4 = [IpAddr::from([192, 0, 2, 11])];
+    ensure!(seen == [("203.0.113.78/32", &node1_v4[..])], "router routes {routes:?}:\n{timeline}");
+    let lan = [
+        purelb_core::pool::Subnet::parse("192.0.2.0/24")?,
+        purelb_core::pool::Subnet::parse("2001:db8:0:1::/64")?,
+    ];
+    ensure!(timeline.router_routes_within(&lan).is_empty(), "the router learnt a LAN route:\n{timeline}");
+    Ok(())
+}

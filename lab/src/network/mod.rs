@@ -19,7 +19,8 @@
 //!   `deploy/bird/bird.conf`, which announces every address on `kube-lb0`.
 //! - Every node also gets a Kubernetes Node object of its name, with its addresses and Ready.
 //!
-//! Exposes [`Network`], [`NetworkConfig`], [`LabNode`], [`NodeAddress`], [`RouterRoute`], [`BgpSession`].
+//! Exposes [`Network`], [`NetworkConfig`], [`LabNode`], [`NodeAddress`], [`RouterRoute`], [`BgpSession`],
+//! and [`Sampler`] / [`Timeline`] (what the data plane did while a test ran).
 
 mod bird;
 mod netlink;
@@ -27,10 +28,11 @@ mod netns;
 mod node;
 mod relay;
 mod routes;
+mod sampler;
 mod tools;
 
 use std::ffi::OsStr;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -39,6 +41,7 @@ use serde_json::Value;
 pub use bird::{BgpSession, NODE_AS, ROUTER_AS};
 pub use node::{KUBE_LB0, LAN_INTERFACE, LabNode, NodeAddress};
 pub use routes::RouterRoute;
+pub use sampler::{Change, Holding, Sampler, TimedChange, Timeline};
 
 use self::netns::Namespaces;
 use self::relay::Relay;
@@ -85,8 +88,8 @@ impl Default for NetworkConfig {
 #[derive(Debug)]
 pub struct Network {
     // Fields drop in order: the relay and the BIRDs stop before the namespaces go.
-    /// Held for its `Drop`, which stops it.
-    _relay: Relay,
+    /// Stops on `Drop`; cuts nodes off for [`Network::cut_api`].
+    relay: Relay,
     router_bird: Child,
     nodes: Vec<LabNode>,
     namespaces: Namespaces,
@@ -184,7 +187,7 @@ impl Network {
         }
 
         let network = Network {
-            _relay: relay,
+            relay,
             router_bird,
             nodes: lab_nodes,
             namespaces,
@@ -296,6 +299,22 @@ impl Network {
             all.extend(routes);
         }
         Ok(all)
+    }
+
+    /// Cuts (`cut = true`) or restores the API server relay for one node only, by its LAN addresses
+    /// (IPv4 and IPv6), as a partition between it and the control plane would; the LAN and BGP are
+    /// untouched and no other node is affected. While cut, its relayed connections carry nothing either
+    /// way and new ones are accepted but never answered (nothing is closed, no RST or FIN); on restore,
+    /// those held connections are closed, so its clients reconnect, and new ones are relayed.
+    ///
+    /// Panics when no node is named `node`: a test that cut nothing would prove nothing.
+    pub fn cut_api(&self, node: &str, cut: bool) {
+        let Some(found) = self.node(node) else {
+            let names: Vec<&str> = self.nodes.iter().map(LabNode::name).collect();
+            panic!("cut_api: the lab network has no node {node:?} (it has {names:?})");
+        };
+        self.relay.cut(&[IpAddr::V4(found.ipv4), IpAddr::V6(found.ipv6)], cut);
+        tracing::info!(node, cut, "API server relay for the node {}", if cut { "cut" } else { "restored" });
     }
 
     /// Runs `birdc <args>` against the BIRD of the namespace `netns` (the router's or a node's).

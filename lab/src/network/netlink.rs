@@ -1,17 +1,19 @@
 //! A namespace's addresses read over rtnetlink, in-process: with their protocol tag (`IFA_PROTO`: PureLB's
 //! agent tags the addresses it adds with it, and iproute2 6.1's `ip -j address` does not print it), and
 //! where an address sits (interface name and prefix length) without starting an `ip` process, for tests
-//! and benches that poll.
+//! and benches that poll. A [`RouteSocket`] opened once in a namespace serves many dumps (addresses,
+//! links, BIRD's kernel routes) with no thread or process per dump, for the sampler.
 //!
-//! Exposes [`address_protocols`] and [`placements`].
+//! Exposes [`address_protocols`], [`placements`] and [`RouteSocket`].
 
 use std::io;
 use std::net::IpAddr;
 
 use netlink_packet_core::{NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload};
-use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::protocols::NETLINK_ROUTE;
 use netlink_sys::{Socket, SocketAddr};
 use nix::sys::socket::{setsockopt, sockopt};
@@ -68,70 +70,181 @@ pub(crate) fn protocol_name(protocol: u8) -> String {
 }
 
 fn addresses() -> io::Result<Vec<AddressProtocol>> {
-    let replies = dump(RouteNetlinkMessage::GetAddress(AddressMessage::default()))?;
-    Ok(replies
-        .iter()
-        .filter_map(|r| match r {
-            RouteNetlinkMessage::NewAddress(address) => tag(address),
-            _ => None,
-        })
-        .collect())
+    RouteSocket::open()?.addresses()
 }
 
 /// (index, name) of every link.
 fn links() -> io::Result<Vec<(u32, String)>> {
-    let replies = dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))?;
-    Ok(replies
-        .iter()
-        .filter_map(|r| match r {
-            RouteNetlinkMessage::NewLink(link) => link.attributes.iter().find_map(|a| match a {
-                LinkAttribute::IfName(name) => Some((link.header.index, name.clone())),
-                _ => None,
-            }),
-            _ => None,
-        })
-        .collect())
+    RouteSocket::open()?.links()
 }
 
-/// The replies to one dump `request` on a socket of its own, in the current namespace.
-fn dump(request: RouteNetlinkMessage) -> io::Result<Vec<RouteNetlinkMessage>> {
-    let mut socket = Socket::new(NETLINK_ROUTE)?;
-    socket.bind_auto()?;
-    socket.connect(&SocketAddr::new(0, 0))?;
-    setsockopt(&socket, sockopt::ReceiveTimeout, &TimeVal::seconds(READ_TIMEOUT_SECONDS))
-        .map_err(io::Error::from)?;
+// === impl RouteSocket ===
 
-    let mut header = NetlinkHeader::default();
-    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
-    let mut message = NetlinkMessage::new(header, NetlinkPayload::from(request));
-    message.finalize();
-    let mut bytes = vec![0; message.buffer_len()];
-    message.serialize(&mut bytes);
-    socket.send(&bytes, 0)?;
+/// A route in a kernel table: destination, prefix length and every next hop's gateway, sorted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KernelRoute {
+    pub dst: IpAddr,
+    pub prefix_len: u8,
+    pub gateways: Vec<IpAddr>,
+}
 
-    let mut found = Vec::new();
-    for _ in 0..MAX_READS {
-        let (data, _) = socket.recv_from_full()?;
-        let mut offset = 0;
-        while offset < data.len() {
-            let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[offset..])
-                .map_err(|e| io::Error::other(format!("decoding a dump: {e}")))?;
-            let length = usize::try_from(reply.header.length).unwrap_or(0);
-            match reply.payload {
-                NetlinkPayload::Done(_) => return Ok(found),
-                NetlinkPayload::Error(e) => {
-                    return Err(io::Error::other(format!("dump refused: {e}")));
+/// An rtnetlink socket of the namespace it was opened in (a socket stays in its namespace whichever
+/// thread uses it), for many dumps.
+#[derive(Debug)]
+pub(crate) struct RouteSocket {
+    socket: Socket,
+    sequence: u32,
+}
+
+impl RouteSocket {
+    /// Opens one in the named namespace (on a thread that enters it; blocking).
+    pub fn open_in(netns_name: &str) -> io::Result<RouteSocket> {
+        netns::in_netns(netns_name, RouteSocket::open)
+    }
+
+    /// Opens one in the current thread's namespace.
+    fn open() -> io::Result<RouteSocket> {
+        let mut socket = Socket::new(NETLINK_ROUTE)?;
+        socket.bind_auto()?;
+        socket.connect(&SocketAddr::new(0, 0))?;
+        setsockopt(&socket, sockopt::ReceiveTimeout, &TimeVal::seconds(READ_TIMEOUT_SECONDS))
+            .map_err(io::Error::from)?;
+        Ok(RouteSocket { socket, sequence: 0 })
+    }
+
+    /// Every address of every interface, with its `IFA_PROTO`.
+    pub fn addresses(&mut self) -> io::Result<Vec<AddressProtocol>> {
+        let replies = self.dump(RouteNetlinkMessage::GetAddress(AddressMessage::default()))?;
+        Ok(replies
+            .iter()
+            .filter_map(|r| match r {
+                RouteNetlinkMessage::NewAddress(address) => tag(address),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// (index, name) of every link.
+    pub fn links(&mut self) -> io::Result<Vec<(u32, String)>> {
+        let replies = self.dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))?;
+        Ok(replies
+            .iter()
+            .filter_map(|r| match r {
+                RouteNetlinkMessage::NewLink(link) => link.attributes.iter().find_map(|a| match a {
+                    LinkAttribute::IfName(name) => Some((link.header.index, name.clone())),
+                    _ => None,
+                }),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// The routes BIRD installed (`proto bird`, RTPROT_BIRD) in the main table, IPv4 then IPv6: what
+    /// `ip route show proto bird` lists.
+    pub fn bird_routes(&mut self) -> io::Result<Vec<KernelRoute>> {
+        let mut routes = Vec::new();
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            let mut request = RouteMessage::default();
+            request.header.address_family = family;
+            for reply in self.dump(RouteNetlinkMessage::GetRoute(request))? {
+                if let RouteNetlinkMessage::NewRoute(route) = reply
+                    && let Some(route) = bird_route(&route)
+                {
+                    routes.push(route);
                 }
-                NetlinkPayload::InnerMessage(inner) => found.push(inner),
-                _ => {}
             }
-            if length == 0 {
-                break;
+        }
+        Ok(routes)
+    }
+
+    /// The replies to one dump `request`. Replies to an earlier dump that timed out carry another
+    /// sequence number and are skipped.
+    fn dump(&mut self, request: RouteNetlinkMessage) -> io::Result<Vec<RouteNetlinkMessage>> {
+        self.sequence = self.sequence.wrapping_add(1);
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+        header.sequence_number = self.sequence;
+        let mut message = NetlinkMessage::new(header, NetlinkPayload::from(request));
+        message.finalize();
+        let mut bytes = vec![0; message.buffer_len()];
+        message.serialize(&mut bytes);
+        self.socket.send(&bytes, 0)?;
+
+        let mut found = Vec::new();
+        for _ in 0..MAX_READS {
+            let (data, _) = self.socket.recv_from_full()?;
+            let mut offset = 0;
+            while offset < data.len() {
+                let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[offset..])
+                    .map_err(|e| io::Error::other(format!("decoding a dump: {e}")))?;
+                let length = usize::try_from(reply.header.length).unwrap_or(0);
+                if reply.header.sequence_number == self.sequence {
+                    match reply.payload {
+                        NetlinkPayload::Done(_) => return Ok(found),
+                        NetlinkPayload::Error(e) => {
+                            return Err(io::Error::other(format!("dump refused: {e}")));
+                        }
+                        NetlinkPayload::InnerMessage(inner) => found.push(inner),
+                        _ => {}
+                    }
+                }
+                if length == 0 {
+                    break;
+                }
+                offset += length.next_multiple_of(4);
             }
-            offset += length.next_multiple_of(4);
+        }
+        Err(io::Error::other(format!("the dump did not end after {MAX_READS} reads")))
+    }
+}
+
+/// The route, if BIRD installed it in the main table.
+fn bird_route(route: &RouteMessage) -> Option<KernelRoute> {
+    if route.header.protocol != RouteProtocol::Bird {
+        return None;
+    }
+    let table = route
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Table(table) => Some(*table),
+            _ => None,
+        })
+        .unwrap_or(u32::from(route.header.table));
+    if table != u32::from(RouteHeader::RT_TABLE_MAIN) {
+        return None;
+    }
+    let unspecified = match route.header.address_family {
+        AddressFamily::Inet6 => IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED),
+        _ => IpAddr::from(std::net::Ipv4Addr::UNSPECIFIED),
+    };
+    let mut dst = unspecified;
+    let mut gateways = Vec::new();
+    for attribute in &route.attributes {
+        match attribute {
+            RouteAttribute::Destination(address) => dst = route_ip(address).unwrap_or(unspecified),
+            RouteAttribute::Gateway(address) => gateways.extend(route_ip(address)),
+            RouteAttribute::MultiPath(hops) => {
+                for hop in hops {
+                    gateways.extend(hop.attributes.iter().find_map(|a| match a {
+                        RouteAttribute::Gateway(address) => route_ip(address),
+                        _ => None,
+                    }));
+                }
+            }
+            _ => {}
         }
     }
-    Err(io::Error::other(format!("the dump did not end after {MAX_READS} reads")))
+    gateways.sort();
+    Some(KernelRoute { dst, prefix_len: route.header.destination_prefix_length, gateways })
+}
+
+fn route_ip(address: &RouteAddress) -> Option<IpAddr> {
+    match address {
+        RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
+        RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
+        _ => None,
+    }
 }
 
 /// IFA_LOCAL is the local end when present (IFA_ADDRESS is then a point-to-point peer); IPv6 sends

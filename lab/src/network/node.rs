@@ -5,16 +5,17 @@
 //! Exposes [`LabNode`] and [`NodeAddress`].
 
 use std::ffi::OsStr;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
 
-use super::netlink;
 use super::tools::Tools;
+use super::{netlink, netns};
 use crate::{Child, ControlPlane, FIELD_MANAGER, LabError, spawn_supervised};
 
 /// The node's interface on the LAN.
@@ -115,6 +116,15 @@ impl LabNode {
         tokio::task::spawn_blocking(move || netlink::placements(&netns, ip))
             .await
             .map_err(|e| LabError::io(what.clone(), std::io::Error::other(e)))?
+            .map_err(|e| LabError::io(what, e))
+    }
+
+    /// A TCP connection from inside the node to `to` (e.g. the API server relay), made in-process: the
+    /// socket is created on a thread that entered the node's namespace and stays there. Blocking, up to
+    /// `timeout`; the stream is returned in blocking mode.
+    pub fn tcp_connect(&self, to: SocketAddr, timeout: Duration) -> Result<TcpStream, LabError> {
+        let what = format!("connecting to {to} from {}", self.name);
+        netns::in_netns(&self.netns, move || TcpStream::connect_timeout(&to, timeout))
             .map_err(|e| LabError::io(what, e))
     }
 
