@@ -118,6 +118,8 @@ pub struct Parts {
     pub config: watch::Sender<Option<AgentConfig>>,
     /// The last successful Lease renewal.
     pub renewed: watch::Receiver<Option<Renewal>>,
+    /// Asks the renewer for a renewal at once (the proof that another node's Lease expired).
+    pub renew_now: Arc<tokio::sync::Notify>,
     /// The Lease duration of this node.
     pub lease_duration: Duration,
 }
@@ -259,6 +261,9 @@ impl Announcer {
                     self.tracker.set_renewed(self.parts.renewed.borrow().clone());
                     if self.tracker.tick(now) {
                         self.dirty = true;
+                    }
+                    if self.tracker.wants_proof(now) {
+                        self.parts.renew_now.notify_one();
                     }
                     self.follow_view(now);
                 }

@@ -18,11 +18,16 @@
 //!   only positive evidence is: another node's valid Lease and announcement, a deleted Lease, a deleted
 //!   Service, a changed group). This node is always live in its own eyes: a failed renewal withdraws
 //!   nothing (the other nodes judge our Lease; if they take an address over while we are cut off, their
-//!   gratuitous ARP / NA tells us, see `conflict`). When this agent has not seen its own Lease change for
-//!   a whole duration, its view of the API is stale ([`NodeLeases::stale`]): the other nodes' verdicts
-//!   are frozen instead of all expiring at once, and the time spent stale does not count towards their
-//!   expiry (their observations restart), so after the API returns each node has a whole duration to
-//!   renew before anyone takes its addresses.
+//!   gratuitous ARP / NA tells us, see `conflict`). Another node's Lease unchanged for its duration is
+//!   expired only when proven so ([`NodeLeases::wants_proof`], `proven`): one of our own renewals,
+//!   sent after that Lease's deadline, has come back through the watch — the watch delivers the
+//!   namespace's Lease changes in order, so had the other node renewed before it, we would have seen
+//!   it. An API server that is paused, or our path to it cut, proves nothing, so nothing expires. When
+//!   a Lease passes its deadline the announcer asks the renewer to renew at once, so the proof costs no
+//!   more than one API round trip. When this agent has not seen its own Lease change for a whole
+//!   duration its view is stale ([`NodeLeases::stale`]): the time spent stale does not count towards
+//!   the other Leases' expiry (their observations restart), so after the API returns each node has a
+//!   whole duration to renew before anyone takes its addresses.
 //! - This node's facts come from what its renewer last published successfully ([`Renewal`]), not from
 //!   the watched copy of its Lease, so a stale or re-listed watch never changes its own eligibility.
 //! - The LAN interface: when the kernel no longer shows a usable LAN (interface down, default route
@@ -65,6 +70,8 @@ const LAN_RETRY: Duration = Duration::from_millis(250);
 pub struct Renewal {
     /// When the write was sent.
     pub at: Instant,
+    /// The resourceVersion the API server gave it.
+    pub version: String,
     /// The LAN the Lease names.
     pub lan: LanFacts,
 }
@@ -136,12 +143,22 @@ pub struct NodeLeases {
     own_seen: Option<(String, Instant)>,
     /// Our last successful renewal.
     renewed: Option<Renewal>,
+    /// When the newest of our renewals that the watch has shown us was sent: the API server was
+    /// working, and had every earlier Lease change delivered to us, after that instant.
+    proof: Option<Instant>,
 }
 
 impl NodeLeases {
     /// No Lease seen yet; `me` is this node, `own_duration` its Lease duration.
     pub fn new(me: &str, own_duration: Duration) -> Self {
-        Self { me: me.to_string(), own_duration, entries: BTreeMap::new(), own_seen: None, renewed: None }
+        Self {
+            me: me.to_string(),
+            own_duration,
+            entries: BTreeMap::new(),
+            own_seen: None,
+            renewed: None,
+            proof: None,
+        }
     }
 
     /// The node a Lease speaks for, when it is a node Lease.
@@ -169,7 +186,10 @@ impl NodeLeases {
         if node == self.me && self.own_seen.as_ref().is_none_or(|(v, _)| *v != version) {
             self.own_seen = Some((version.clone(), now));
         }
-        let stale = self.stale(now);
+        if node == self.me {
+            self.note_proof(&version);
+        }
+        let proof = self.proof;
         let previous = self.entries.get(&node);
         let (observation, verdict) = LeaseObservation::observe(
             previous.map(|e| &e.observation),
@@ -178,7 +198,8 @@ impl NodeLeases {
             duration,
             now,
         );
-        let live = node == self.me || judge(verdict, previous.is_some_and(|e| e.live), !stale);
+        let live = node == self.me
+            || judge(verdict, previous.is_some_and(|e| e.live), proven(proof, &observation, duration));
         let changed =
             previous.is_none_or(|e| e.live != live || e.subnets != subnets || e.interface != interface);
         self.entries.insert(node, Entry { version, holder, duration, observation, live, subnets, interface });
@@ -211,6 +232,28 @@ impl NodeLeases {
     /// Records our last successful renewal.
     pub fn set_renewed(&mut self, renewal: Option<Renewal>) {
         self.renewed = renewal;
+        if let Some(version) = self.entries.get(&self.me).map(|e| e.version.clone()) {
+            self.note_proof(&version);
+        }
+    }
+
+    /// Our own Lease was seen at `version`: when that is our last renewal, the API server worked after
+    /// it was sent.
+    fn note_proof(&mut self, version: &str) {
+        if let Some(r) = self.renewed.as_ref().filter(|r| r.version == version) {
+            self.proof = Some(self.proof.map_or(r.at, |p| p.max(r.at)));
+        }
+    }
+
+    /// Whether some other node's Lease is past its deadline without proof that it really did not renew
+    /// (see [`proven`]): a renewal of ours now would settle it.
+    pub fn wants_proof(&self, now: Instant) -> bool {
+        self.entries.iter().any(|(node, e)| {
+            *node != self.me
+                && e.live
+                && now >= e.observation.deadline(e.duration)
+                && !proven(self.proof, &e.observation, e.duration)
+        })
     }
 
     /// Whether this node's own Lease has been seen.
@@ -250,7 +293,8 @@ impl NodeLeases {
                 now,
             );
             e.observation = observation;
-            let live = *node == self.me || judge(verdict, e.live, true);
+            let live =
+                *node == self.me || judge(verdict, e.live, proven(self.proof, &e.observation, e.duration));
             if live != e.live {
                 tracing::info!(%node, live, "node liveness changed");
                 e.live = live;
@@ -292,14 +336,23 @@ impl NodeLeases {
     }
 }
 
-/// Another node's liveness: held is live, released is not, expired is not — unless our own view is
-/// stale (`fresh` false), when the previous verdict stands.
-fn judge(verdict: LeaseVerdict, was_live: bool, fresh: bool) -> bool {
+/// Another node's liveness: held is live, released is not, expired is not — once `proven`; until
+/// then the previous verdict stands.
+fn judge(verdict: LeaseVerdict, was_live: bool, proven: bool) -> bool {
     match verdict {
         LeaseVerdict::Held => true,
         LeaseVerdict::Free => false,
-        LeaseVerdict::Expired => was_live && !fresh,
+        LeaseVerdict::Expired => was_live && !proven,
     }
+}
+
+/// Whether a Lease unchanged since `observation` is proven expired: one of our own renewals sent after
+/// its deadline has come back through the watch. The watch delivers a namespace's Lease changes in
+/// order, so had the other node renewed before that write, we would have seen it. Without that proof,
+/// an unchanged Lease may only mean that the API server (or our path to it) is away — which is no
+/// reason to move anything.
+fn proven(proof: Option<Instant>, observation: &LeaseObservation, duration: Duration) -> bool {
+    proof.is_some_and(|p| p >= observation.deadline(duration))
 }
 
 // === KnownLan ===
@@ -386,6 +439,8 @@ pub struct Renewer {
     pub config: watch::Receiver<Option<AgentConfig>>,
     /// The last successful renewal.
     pub renewed: watch::Sender<Option<Renewal>>,
+    /// Renew now (another node's Lease passed its deadline: see the module header).
+    pub renew_now: std::sync::Arc<tokio::sync::Notify>,
     /// Renewal counters.
     pub metrics: Metrics,
 }
@@ -451,9 +506,10 @@ impl Renewer {
             let result =
                 tokio::time::timeout(self.every, self.api.patch(&name, &pp, &Patch::Apply(&body))).await;
             match result {
-                Ok(Ok(_)) => {
+                Ok(Ok(written)) => {
                     self.metrics.renewal(true);
-                    let _ = self.renewed.send(Some(Renewal { at: sent, lan: known.clone() }));
+                    let version = written.resource_version().unwrap_or_default();
+                    let _ = self.renewed.send(Some(Renewal { at: sent, version, lan: known.clone() }));
                 }
                 Ok(Err(e)) => {
                     self.metrics.renewal(false);
@@ -467,6 +523,7 @@ impl Renewer {
             tokio::select! {
                 _ = tokio::time::sleep(self.every.saturating_sub(sent.elapsed())) => {}
                 r = self.config.changed() => if r.is_err() { return },
+                _ = self.renew_now.notified() => {}
                 _ = stop.wait_for(|s| *s) => return,
             }
         }
@@ -545,8 +602,9 @@ mod tests {
 
     const S: Duration = Duration::from_secs(1);
 
-    fn renewal(at: Instant) -> Renewal {
-        Renewal { at, lan: LanFacts { interface: "eth0".into(), subnets: parse_subnets("192.0.2.0/24").0 } }
+    fn renewal(at: Instant, version: &str) -> Renewal {
+        let lan = LanFacts { interface: "eth0".into(), subnets: parse_subnets("192.0.2.0/24").0 };
+        Renewal { at, version: version.into(), lan }
     }
 
     #[test]
@@ -597,14 +655,14 @@ mod tests {
     fn another_node_expires_when_unchanged_for_its_duration_without_events() {
         let t0 = Instant::now();
         let mut l = NodeLeases::new("node1", 4 * S);
-        l.set_renewed(Some(renewal(t0)));
+        l.set_renewed(Some(renewal(t0, "1")));
         l.apply(&lease("node1", "1", ""), t0);
         l.apply(&lease("node2", "5", ""), t0);
         // Our own Lease keeps changing: our view is fresh.
-        l.set_renewed(Some(renewal(t0 + 2 * S)));
+        l.set_renewed(Some(renewal(t0 + 2 * S, "2")));
         l.apply(&lease("node1", "2", ""), t0 + 2 * S);
         assert!(!l.tick(t0 + 3 * S));
-        l.set_renewed(Some(renewal(t0 + 4 * S)));
+        l.set_renewed(Some(renewal(t0 + 4 * S, "3")));
         l.apply(&lease("node1", "3", ""), t0 + 4 * S);
         assert!(l.tick(t0 + 4 * S), "node2 unchanged for 4 s");
         assert_eq!(live(&l), [("node1".into(), true), ("node2".into(), false)]);
@@ -614,14 +672,47 @@ mod tests {
     }
 
     #[test]
+    fn an_unchanged_lease_is_not_expired_without_proof() {
+        // The race a paused API server makes: node2 renewed 1.5 s before node1, then the API stopped.
+        // node1 is not yet stale when node2's deadline passes, but no renewal of node1 sent after that
+        // deadline has come back, so node2 stays live.
+        let t0 = Instant::now();
+        let mut l = NodeLeases::new("node1", 4 * S);
+        l.apply(&lease("node2", "5", ""), t0);
+        l.set_renewed(Some(renewal(t0 + S + S / 2, "1")));
+        l.apply(&lease("node1", "1", ""), t0 + S + S / 2);
+        for ms in (0..=3000).step_by(250) {
+            let now = t0 + 4 * S + Duration::from_millis(ms);
+            assert!(!l.tick(now), "nothing flips at {now:?}");
+            // Until node1 itself is stale (its own Lease unseen for 4 s, from t0 + 5.5 s).
+            if ms < 1500 {
+                assert!(l.wants_proof(now), "a renewal would settle it ({ms} ms past the deadline)");
+            }
+        }
+        assert_eq!(live(&l), [("node1".into(), true), ("node2".into(), true)]);
+        // The API returns (within the duration): our renewal sent after the deadline is seen, node2's
+        // is not: proven expired.
+        let now = t0 + 4 * S + S / 2;
+        let mut l2 = NodeLeases::new("node1", 4 * S);
+        l2.apply(&lease("node2", "5", ""), t0);
+        l2.set_renewed(Some(renewal(t0 + S, "1")));
+        l2.apply(&lease("node1", "1", ""), t0 + S);
+        l2.set_renewed(Some(renewal(now, "2")));
+        l2.apply(&lease("node1", "2", ""), now);
+        assert!(l2.tick(now));
+        assert_eq!(live(&l2), [("node1".into(), true), ("node2".into(), false)]);
+        assert!(!l2.wants_proof(now));
+    }
+
+    #[test]
     fn verdicts_freeze_while_our_own_lease_is_not_seen_changing() {
         let t0 = Instant::now();
         let mut l = NodeLeases::new("node1", 4 * S);
-        l.set_renewed(Some(renewal(t0)));
+        l.set_renewed(Some(renewal(t0, "1")));
         l.apply(&lease("node1", "1", ""), t0);
         l.apply(&lease("node2", "5", ""), t0);
         // The watch is stuck: neither Lease changes, though our renewals succeed.
-        l.set_renewed(Some(renewal(t0 + 4 * S)));
+        l.set_renewed(Some(renewal(t0 + 4 * S, "0")));
         l.tick(t0 + 5 * S);
         assert_eq!(live(&l), [("node1".into(), true), ("node2".into(), true)]);
     }
@@ -631,7 +722,7 @@ mod tests {
         let t0 = Instant::now();
         let mut l = NodeLeases::new("node1", 4 * S);
         l.apply(&lease("node1", "1", ""), t0);
-        l.set_renewed(Some(renewal(t0)));
+        l.set_renewed(Some(renewal(t0, "1")));
         assert!(!l.stale(t0 + S));
         // No renewal for a minute: this node is stale, but still live in its own eyes, with the LAN it
         // last published (the silence of the API is no reason to withdraw).
@@ -652,7 +743,7 @@ mod tests {
         let mut l = NodeLeases::new("node1", 4 * S);
         // The watched copy says no LAN (an old version); the renewer published eth0.
         l.apply(&lease("node1", "1", ""), t0);
-        l.set_renewed(Some(renewal(t0)));
+        l.set_renewed(Some(renewal(t0, "1")));
         l.apply(&lease("node2", "1", "192.0.2.0/24"), t0);
         let f = l.facts(|_| false);
         assert_eq!(f.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), ["node1", "node2"]);
@@ -663,7 +754,7 @@ mod tests {
     fn after_a_stale_spell_every_node_gets_a_whole_duration_to_renew() {
         let t0 = Instant::now();
         let mut l = NodeLeases::new("node1", 4 * S);
-        l.set_renewed(Some(renewal(t0)));
+        l.set_renewed(Some(renewal(t0, "1")));
         l.apply(&lease("node1", "1", ""), t0);
         l.apply(&lease("node2", "5", ""), t0);
         // The API is away for 60 s: nothing changes and nothing expires.
@@ -671,15 +762,15 @@ mod tests {
             assert!(!l.tick(t0 + t * S), "nothing flips while stale (t = {t} s)");
         }
         // It returns: our renewal lands and is seen at t0 + 61 s; node2 has not renewed yet.
-        l.set_renewed(Some(renewal(t0 + 61 * S)));
+        l.set_renewed(Some(renewal(t0 + 61 * S, "2")));
         l.apply(&lease("node1", "2", ""), t0 + 61 * S);
         assert!(!l.stale(t0 + 61 * S));
         assert!(!l.tick(t0 + 63 * S), "node2 is not expired 2 s after our view is fresh again");
         assert_eq!(live(&l), [("node1".into(), true), ("node2".into(), true)]);
         // It never renews: a whole duration after the view came back, it expires.
-        l.set_renewed(Some(renewal(t0 + 63 * S)));
+        l.set_renewed(Some(renewal(t0 + 63 * S, "3")));
         l.apply(&lease("node1", "3", ""), t0 + 63 * S);
-        l.set_renewed(Some(renewal(t0 + 65 * S)));
+        l.set_renewed(Some(renewal(t0 + 65 * S, "4")));
         l.apply(&lease("node1", "4", ""), t0 + 65 * S);
         assert!(l.tick(t0 + 65 * S));
         assert_eq!(live(&l), [("node1".into(), true), ("node2".into(), false)]);

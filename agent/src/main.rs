@@ -106,6 +106,7 @@ async fn main() -> Result<()> {
 
     let (config_tx, config_rx) = watch::channel(None);
     let (renewed_tx, renewed_rx) = watch::channel(None::<lease::Renewal>);
+    let renew_now = std::sync::Arc::new(tokio::sync::Notify::new());
     let leases: Api<Lease> = Api::namespaced(client.clone(), &args.namespace);
     let renewer = lease::Renewer {
         api: leases.clone(),
@@ -116,6 +117,7 @@ async fn main() -> Result<()> {
         netlink: netlink.clone(),
         config: config_rx,
         renewed: renewed_tx,
+        renew_now: renew_now.clone(),
         metrics: metrics.clone(),
     };
     let (renew_stop, renew_stopped) = watch::channel(false);
@@ -152,6 +154,7 @@ async fn main() -> Result<()> {
         admin: admin.clone(),
         config: config_tx,
         renewed: renewed_rx,
+        renew_now,
         lease_duration,
     };
     let run = Announcer::new(settings, parts).run(changes, removals, failed_rx, stop);

@@ -47,6 +47,11 @@ impl LeaseObservation {
         (obs, verdict)
     }
 
+    /// When it expires unless it changes: the time it was first seen unchanged, plus `duration`.
+    pub fn deadline(&self, duration: Duration) -> Instant {
+        self.since + duration
+    }
+
     /// The same observation, its clock restarted at `now`: time during which the observer could not
     /// see the API server (its own view was stale) is no evidence that the holder stopped renewing, so
     /// it must not count towards expiry. After the view is fresh again, the holder has a whole duration.
