@@ -5,8 +5,13 @@
 //! the cluster elects another node and that node announces them. The API cannot tell the cut-off node,
 //! but the wire can: the new owner's gratuitous ARPs and unsolicited neighbour advertisements reach
 //! every host on the segment. `listen` watches one interface for ARP (requests and replies, RFC 5227
-//! announcements; probes claim nothing and are ignored) and ICMPv6 neighbour advertisements from other MACs, and yields a
-//! `Sighting` for each; the announcer decides whether the address is one it holds and gives it up.
+//! announcements; probes claim nothing and are ignored) and ICMPv6 neighbour advertisements from other
+//! MACs, and yields a `Sighting` for each; the announcer decides whether the address is one it holds and
+//! gives it up.
+//!
+//! Most sightings are harmless: every ordinary ARP request or reply claims its sender's own address, so
+//! each neighbour shows up with its own IP as it talks. Only a sighting of an address this node holds is
+//! a conflict, and telling the two apart is the caller's job, not the listener's.
 //!
 //! Frames are read from AF_PACKET sockets so the Ethernet header is there: one bound to ARP, and one
 //! bound to IPv6 with a classic BPF filter that lets only neighbour advertisements into the agent.
@@ -34,7 +39,8 @@ const RECEIVE_BUFFER: usize = 4096;
 /// says the interface went down or away.
 const WAKE: Interest = Interest::READABLE.add(Interest::ERROR);
 
-/// Another host on the segment claims `ip` with `mac`.
+/// Another host on the segment claims `ip` with `mac`: it announced or answered for it, or asked
+/// something from it (an ARP request claims its sender address too).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sighting {
     pub ip: IpAddr,
@@ -297,9 +303,11 @@ fn attach_neighbor_advertisement_filter(socket: &OwnedFd) -> io::Result<()> {
 }
 
 /// The address an Ethernet ARP frame (request or reply, gratuitous or not) claims, and the MAC claiming
-/// it: the sender protocol address with the sender hardware address. An RFC 5227 probe (sender 0.0.0.0)
-/// only asks whether an address is free: it claims nothing (the holder's kernel answers it, which is
-/// RFC 5227's defence), so it gives None, as does anything else or anything malformed.
+/// it: the sender protocol address with the sender hardware address. So an ordinary request for some
+/// other address claims the asker's own address, as the kernel's neighbour cache takes it to, and is
+/// reported like an announcement; the caller ignores addresses it does not hold. An RFC 5227 probe
+/// (sender 0.0.0.0) only asks whether an address is free: it claims nothing (the holder's kernel answers
+/// it, which is RFC 5227's defence), so it gives None, as does anything else or anything malformed.
 pub(crate) fn parse_arp(frame: &[u8]) -> Option<(IpAddr, [u8; 6])> {
     if array::<2>(frame, 12)? != ETH_P_ARP.to_be_bytes() {
         return None;

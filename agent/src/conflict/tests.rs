@@ -98,6 +98,13 @@ fn arp_reply_claims_its_sender_address() {
 }
 
 #[test]
+fn an_ordinary_arp_request_claims_the_askers_own_address() {
+    // Harmless: the caller only acts on addresses it holds, and this one is the peer's.
+    let frame = make_arp(1, PEER_MAC, v4("192.0.2.7"), v4("192.0.2.1"));
+    assert_eq!(parse_arp(&frame), Some((IpAddr::V4(v4("192.0.2.7")), PEER_MAC)));
+}
+
+#[test]
 fn an_arp_probe_claims_nothing() {
     // RFC 5227: a probe asks whether the address is free; the holder keeps (defends) it.
     let frame = make_arp(1, PEER_MAC, Ipv4Addr::UNSPECIFIED, v4("192.0.2.200"));
@@ -402,6 +409,28 @@ fn the_peer_kernels_own_answers_are_sighted() {
         assert!(!of_address.is_empty(), "no sighting of {address}: {seen:?}");
         assert!(of_address.iter().all(|(_, s)| *s == sighting(address, PEER_MAC)), "{of_address:?}");
     }
+}
+
+#[test]
+fn an_arp_request_from_the_peer_for_another_address_is_sighted_as_the_peers_own() {
+    // The peer asks who has 192.0.2.1 (the node's address): the sighting names the asker's address,
+    // 192.0.2.200, which the caller does not hold and so ignores.
+    let s = make_segment();
+    s.node.ip(&["addr", "add", "192.0.2.1/24", "dev", "lan0"]);
+    s.neighbour.ip(&["addr", "add", "192.0.2.200/24", "dev", "peer0"]);
+    let seen = sightings_while(&s, Duration::from_secs(1), || {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &s.neighbour.name, "ping", "-c", "1", "-W", "1", "192.0.2.1"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ping: {}", String::from_utf8_lossy(&out.stderr));
+    });
+    let of_peer = of(&seen, "192.0.2.200");
+    assert!(!of_peer.is_empty(), "no sighting of the peer's address: {seen:?}");
+    assert!(of_peer.iter().all(|(_, s)| *s == sighting("192.0.2.200", PEER_MAC)), "{of_peer:?}");
+    assert!(of_peer[0].0 < Duration::from_secs(1), "{:?}", of_peer[0].0);
+    // The node's own reply is outgoing and its address is never reported.
+    assert!(of(&seen, "192.0.2.1").is_empty(), "{seen:?}");
 }
 
 #[tokio::test]
