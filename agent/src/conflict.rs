@@ -21,7 +21,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use futures::Stream;
-use nix::sys::socket::{AddressFamily, LinkAddr, SockFlag, SockType, SockaddrLike};
+use nix::sys::socket::{AddressFamily, LinkAddr, SockFlag, SockType};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
@@ -168,7 +168,7 @@ impl Receiver {
             attach_neighbor_advertisement_filter(&socket)
                 .map_err(|e| setup("attaching the BPF filter", e))?;
         }
-        let address = bind_addr(index, kind.ethertype()).ok_or_else(|| {
+        let address = crate::garp::packet_addr(index, kind.ethertype(), None).ok_or_else(|| {
             setup("binding", io::Error::other(format!("interface index {index} out of range")))
         })?;
         nix::sys::socket::bind(socket.as_raw_fd(), &address).map_err(|e| setup("binding", e.into()))?;
@@ -246,25 +246,6 @@ fn register(socket: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
     // SAFETY: an `OwnedFd` owns its descriptor: it stays open, and `as_raw_fd` returns that same
     // descriptor, until the `OwnedFd` (and so the `AsyncFd` holding it) is dropped.
     unsafe { AsyncFd::register_with_interest(socket, WAKE) }.map_err(|e| e.into_parts().1)
-}
-
-/// The address to bind a packet socket to: `ethertype` frames on the interface with `index`.
-#[allow(unsafe_code)]
-fn bind_addr(index: u32, ethertype: u16) -> Option<LinkAddr> {
-    let sll = libc::sockaddr_ll {
-        sll_family: libc::AF_PACKET as libc::c_ushort,
-        sll_protocol: ethertype.to_be(),
-        sll_ifindex: i32::try_from(index).ok()?,
-        sll_hatype: 0,
-        sll_pkttype: 0,
-        sll_halen: 0,
-        sll_addr: [0; 8],
-    };
-    let len = libc::socklen_t::try_from(size_of::<libc::sockaddr_ll>()).ok()?;
-    // SAFETY: nix 0.32 has no safe constructor for a sockaddr_ll. `sll` is a fully initialised
-    // `sockaddr_ll` that lives across the call, and `len` is exactly its size; `from_raw` checks the
-    // length and the family, then copies the struct out with an unaligned read.
-    unsafe { LinkAddr::from_raw((&raw const sll).cast::<libc::sockaddr>(), Some(len)) }
 }
 
 /// Keeps only IPv6 frames carrying ICMPv6 type 136 right behind the fixed header, so the agent never

@@ -66,7 +66,7 @@ pub async fn announce(
         IpAddr::V6(a) => (unsolicited_na(mac, a), ETH_P_IPV6),
     };
     let socket_error = |source| GarpError::Socket { interface: interface.to_string(), source };
-    let destination = link_addr(index, ethertype, &frame)
+    let destination = packet_addr(index, ethertype, Some(&frame))
         .ok_or_else(|| socket_error(io::Error::other(format!("interface index {index} out of range"))))?;
     let socket = nix::sys::socket::socket(
         AddressFamily::Packet,
@@ -107,19 +107,25 @@ async fn send(socket: &OwnedFd, frame: &[u8], destination: &LinkAddr) -> io::Res
     }
 }
 
-/// The link-layer destination for a frame: the interface, the EtherType and the frame's own
-/// destination MAC.
+/// A packet-socket address: `ethertype` frames on the interface with `index`, sent to `destination`
+/// (a frame's destination MAC), or with none, the address a receiving socket binds to.
 #[allow(unsafe_code)]
-fn link_addr(index: u32, ethertype: u16, frame: &[u8]) -> Option<LinkAddr> {
+pub(crate) fn packet_addr(index: u32, ethertype: u16, destination: Option<&[u8]>) -> Option<LinkAddr> {
     let mut sll_addr = [0u8; 8];
-    sll_addr[..6].copy_from_slice(frame.get(..6)?);
+    let sll_halen = match destination {
+        Some(mac) => {
+            sll_addr[..6].copy_from_slice(mac.get(..6)?);
+            6
+        }
+        None => 0,
+    };
     let sll = libc::sockaddr_ll {
         sll_family: libc::AF_PACKET as libc::c_ushort,
         sll_protocol: ethertype.to_be(),
         sll_ifindex: i32::try_from(index).ok()?,
         sll_hatype: 0,
         sll_pkttype: 0,
-        sll_halen: 6,
+        sll_halen,
         sll_addr,
     };
     let len = libc::socklen_t::try_from(size_of::<libc::sockaddr_ll>()).ok()?;
