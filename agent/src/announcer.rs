@@ -25,7 +25,10 @@
 //! other nodes elected a new winner because this node's Lease expired). The agent then yields the
 //! address within one reconcile and keeps it yielded while stale, and for one Lease duration after the
 //! last such sighting or after its view became fresh again, whichever is later; then the (sticky)
-//! election decides as usual: the node that took the address over keeps it. On leaving
+//! election decides as usual: the node that took the address over keeps it. Only a stale view yields:
+//! with a fresh one the election decides (two nodes holding an address for a moment while their views
+//! converge would otherwise yield to each other and leave it on none); a sighting made up to
+//! `CONTEST_MEMORY` before the view turns stale still yields. On leaving
 //! fail-static it announces every local address it still holds again, since the LAN may have been told
 //! otherwise while it could not hear (a link flap).
 //!
@@ -59,6 +62,7 @@ use crate::conflict::Sighting;
 use crate::desired::{Announced, DesiredSet, Kind, diff, takeovers};
 use crate::k8s::{ReportWrite, Writer};
 use crate::lease::{NodeLeases, Renewal};
+use crate::metrics::ConflictAction;
 use crate::metrics::Metrics;
 use crate::netlink::{Netlink, NetlinkError};
 use purelb_core::announce::facts;
@@ -74,6 +78,10 @@ const MIN_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// Events taken from the watches before reconciling.
 const MAX_BATCH: usize = 10_000;
+/// How long a sighting of another MAC announcing a held local address, seen with a fresh view, is
+/// remembered: the view turning stale within it yields the address (the other node may see this
+/// node's Lease expire a little before this node notices it cannot renew).
+const CONTEST_MEMORY: Duration = Duration::from_secs(2);
 
 /// A watch event of any kind.
 pub enum Change {
@@ -155,6 +163,10 @@ pub struct Announcer {
     stale_since: Option<(Instant, SystemTime)>,
     /// Local addresses given up after another MAC announced them, with the last such sighting.
     yielded: BTreeMap<IpAddr, Instant>,
+    /// Local addresses this node holds that another MAC announced while this agent's view was fresh
+    /// (kept: the election decides), with the last such sighting; honoured if the view turns stale
+    /// within [`CONTEST_MEMORY`].
+    contested: BTreeMap<IpAddr, Instant>,
     /// A conflict listener per LAN interface that carries local addresses.
     listeners: BTreeMap<String, tokio::task::JoinHandle<()>>,
     sightings: mpsc::Sender<Sighting>,
@@ -195,6 +207,7 @@ impl Announcer {
             listed: false,
             stale_since: None,
             yielded: BTreeMap::new(),
+            contested: BTreeMap::new(),
             listeners: BTreeMap::new(),
             sightings,
             sighted: Some(sighted),
@@ -301,24 +314,43 @@ impl Announcer {
         }
     }
 
-    /// Another MAC announces `sighting.ip`: when this node holds it as a local address, that is another
-    /// node's takeover (positive evidence), so the address is yielded at once.
+    /// Another MAC announces `sighting.ip`, an address this node holds as a local one. With a stale
+    /// view that is another node's takeover (positive evidence this agent cannot get from the API), so
+    /// the address is yielded at once. With a fresh view the election (which the other nodes compute
+    /// alike) decides: the sighting is a moment of two holders while views converge, and yielding on
+    /// it would let two nodes yield to each other and leave the address on none; it is remembered in
+    /// case the view turns stale right after (the other node saw this one's Lease expire first).
     fn on_sighting(&mut self, sighting: Sighting) {
         let now = Instant::now();
-        let held = self.local_held.contains(&sighting.ip);
-        let again = self.yielded.insert(sighting.ip, now).is_some();
-        if !held && !again {
-            self.yielded.remove(&sighting.ip);
+        if let Some(at) = self.yielded.get_mut(&sighting.ip) {
+            // Still announced elsewhere: the hold restarts.
+            *at = now;
+            self.parts.metrics.conflict(ConflictAction::Seen);
             return;
         }
-        self.parts.metrics.conflict(held);
-        if held {
-            let mac = format_mac(&sighting.mac);
-            tracing::warn!(ip = %sighting.ip, %mac, interface = %sighting.interface, stale = self.stale_since.is_some(),
-                "another node announces a local address this node holds: yielding it");
-            self.dirty = true;
-            self.not_before = now;
+        if !self.local_held.contains(&sighting.ip) {
+            return;
         }
+        let mac = format_mac(&sighting.mac);
+        if self.tracker.stale(now) {
+            tracing::warn!(ip = %sighting.ip, %mac, interface = %sighting.interface, stale = true,
+                "another node announces a local address this node holds: yielding it");
+            self.yield_address(sighting.ip, now);
+        } else {
+            if self.contested.insert(sighting.ip, now).is_none() {
+                tracing::info!(ip = %sighting.ip, %mac, interface = %sighting.interface,
+                    "another MAC announces a local address this node holds; this agent's view of the API is current, so the election decides and this node keeps it");
+            }
+            self.parts.metrics.conflict(ConflictAction::Kept);
+        }
+    }
+
+    fn yield_address(&mut self, ip: IpAddr, now: Instant) {
+        self.contested.remove(&ip);
+        self.yielded.insert(ip, now);
+        self.parts.metrics.conflict(ConflictAction::Yielded);
+        self.dirty = true;
+        self.not_before = now;
     }
 
     /// Follows this agent's view of the API: logs and exports entering and leaving fail-static,
@@ -370,6 +402,23 @@ impl Announcer {
             }
             _ => {}
         }
+        if stale {
+            // Sightings from just before the view turned stale are the takeover this node could not
+            // yet believe.
+            let recent: Vec<IpAddr> = self
+                .contested
+                .iter()
+                .filter(|(ip, at)| {
+                    now.saturating_duration_since(**at) < CONTEST_MEMORY && self.local_held.contains(*ip)
+                })
+                .map(|(ip, _)| *ip)
+                .collect();
+            for ip in recent {
+                tracing::warn!(%ip, "another node announced a local address this node holds just before this agent lost the API: yielding it");
+                self.yield_address(ip, now);
+            }
+        }
+        self.contested.retain(|_, at| now.saturating_duration_since(*at) < CONTEST_MEMORY);
         if !stale {
             let hold = self.parts.lease_duration;
             let before = self.yielded.len();

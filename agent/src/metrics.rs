@@ -32,11 +32,21 @@ pub struct StageLabel {
     pub stage: String,
 }
 
-/// What the agent did about an address conflict: `yielded` (gave the address up) or `seen` (it no
-/// longer held the address, or already yielded).
+/// What an agent did about another MAC announcing one of its local addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConflictAction {
+    /// Gave the address up (its view of the API was stale).
+    Yielded,
+    /// Kept it (its view was current: the election decides).
+    Kept,
+    /// Already given up; the sighting extends the hold.
+    Seen,
+}
+
+/// What the agent did about an address conflict (see [`ConflictAction`]).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ActionLabel {
-    /// `yielded` or `seen`.
+    /// `yielded`, `kept` or `seen`.
     pub action: String,
 }
 
@@ -104,7 +114,7 @@ impl Metrics {
         );
         r.register(
             "address_conflicts",
-            "Gratuitous ARP / NA from another MAC for a local address of this node, by action",
+            "Gratuitous ARP / NA from another MAC for a local address of this node, by action (yielded: the view was stale; kept: the view was current, the election decides; seen: already yielded)",
             m.address_conflicts.clone(),
         );
         m
@@ -122,8 +132,12 @@ impl Metrics {
     }
 
     /// Counts one address conflict and what was done about it.
-    pub fn conflict(&self, yielded: bool) {
-        let action = if yielded { "yielded" } else { "seen" };
+    pub fn conflict(&self, action: ConflictAction) {
+        let action = match action {
+            ConflictAction::Yielded => "yielded",
+            ConflictAction::Kept => "kept",
+            ConflictAction::Seen => "seen",
+        };
         self.address_conflicts.get_or_create(&ActionLabel { action: action.to_string() }).inc();
     }
 

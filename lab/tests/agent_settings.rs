@@ -130,8 +130,35 @@ async fn lbnodeagent_settings_take_effect_on_running_agents() {
     let agents_api: Api<LBNodeAgent> = Api::namespaced(client.clone(), "purelb-system");
     agents_api.delete("default", &Default::default()).await.unwrap();
     wait_holders(&net, &r1, &routed_everywhere("kube-lb0")).await;
-    assert_eq!(wait_one_holder(&net, &l1).await, l1_holders, "the same election, the same winner");
-    wait_one_holder(&net, &l2).await;
+    // The nodes' LANs return a moment apart and each node knows its own at once but the other's only
+    // through the watch, so for a moment both may elect themselves (and both report). Once the holder
+    // and the Service's announcing annotation (the sticky election's incumbent) have agreed for a whole
+    // second, the election has settled, and then the address stays put.
+    for (name, ip) in [("l1", &l1), ("l2", &l2)] {
+        let agreed = || async {
+            let h = holders(&net, ip).await;
+            let svc = api.get(name).await.map_err(|e| e.to_string())?;
+            let says = svc.annotations().get(annotations::ANNOUNCING_IPV4).cloned().unwrap_or_default();
+            match h.as_slice() {
+                [(node, iface, 24)] if iface == "eth0" && says == format!("{node}, eth0") => Ok(h.clone()),
+                _ => Err(format!("held {h:?}, annotation {says:?}")),
+            }
+        };
+        let settled = purelb_lab::wait_for(
+            &format!("{name}'s holder and annotation agree for 1 s"),
+            Duration::from_secs(30),
+            || async {
+                let first = agreed().await?;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let then = agreed().await?;
+                if then == first { Ok(then) } else { Err(format!("{first:?} then {then:?}")) }
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(holders(&net, ip).await, settled, "{name} moved after its election settled");
+    }
 
     ns.cleanup().await.unwrap();
     for a in agents {

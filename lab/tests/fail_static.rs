@@ -433,3 +433,41 @@ async fn lan_flaps_keep_local_addresses_local_and_never_route_the_lan() {
         a.child.terminate().await.ok();
     }
 }
+
+#[tokio::test]
+async fn an_agent_with_a_current_view_keeps_a_local_address_another_mac_announces() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let mut lab = lab("fs-garp").await;
+    let _allocator = start_allocator(&lab.cp, "allocator-fs-garp", &[], true).await;
+    let p = place(&lab.cp, &lab.net, "fs-garp", 1).await;
+    let v4 = p.local.iter().find(|ip| ip.parse::<IpAddr>().unwrap().is_ipv4()).unwrap().clone();
+    let holder = wait_single_holder(&lab.net, &v4).await;
+
+    // Another MAC on the LAN (the control plane's host) sends gratuitous ARP for the address while every
+    // agent sees the API: a conflict with no stale view behind it. Yielding on it is what let two nodes
+    // converging on a new election give an address up to each other and leave it on none.
+    let s = sample(&lab.net, &p, Duration::from_secs(30));
+    let cp = lab.net.control_plane_netns().to_string();
+    let script = format!(
+        "sysctl -q -w net.ipv4.ip_nonlocal_bind=1 && arping -q -U -c 2 -I {} -s {v4} {v4}",
+        purelb_lab::LAN_INTERFACE
+    );
+    let out =
+        std::process::Command::new("ip").args(["netns", "exec", &cp, "sh", "-c", &script]).output().unwrap();
+    assert!(out.status.success(), "arping from {cp}: {}", String::from_utf8_lossy(&out.stderr));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let t = finish(s, "gratuitous ARP from another MAC, every view current");
+    assert_eq!(t.changes(), 0, "a gratuitous ARP from another MAC moved addresses:\n{t}");
+    assert_eq!(holders(&lab.net, &v4).await.len(), 1);
+    let i = lab.agents.iter().position(|a| a.node == holder).unwrap();
+    let log = std::fs::read_to_string(lab.agents[i].child.log_path()).unwrap();
+    assert!(
+        log.contains("the election decides and this node keeps it"),
+        "{holder} did not see the conflict:\n{}",
+        lab.agents[i].child.log_tail(30)
+    );
+    assert!(!log.contains("yielding it"), "{holder} yielded:\n{}", lab.agents[i].child.log_tail(30));
+    for a in lab.agents.drain(..) {
+        a.child.terminate().await.ok();
+    }
+}
