@@ -224,7 +224,7 @@ impl Announcer {
         mut removals: BoxStream<'static, IpAddr>,
         mut failed: mpsc::UnboundedReceiver<ServiceKey>,
         mut stop: watch::Receiver<bool>,
-    ) -> Result<(), LoopError> {
+    ) -> Result<Handover, LoopError> {
         let mut changes = std::pin::pin!(changes);
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -239,7 +239,7 @@ impl Announcer {
             let wake = tokio::time::Instant::from_std(self.not_before);
             tokio::select! {
                 biased;
-                _ = stop.changed() => return Ok(()),
+                _ = stop.changed() => return Ok(self.handover(sighted)),
                 Some(key) = failed.recv() => {
                     self.submitted.remove(&key);
                     self.dirty = true;
@@ -934,6 +934,60 @@ impl Announcer {
 /// `aa:bb:cc:dd:ee:ff`.
 fn format_mac(mac: &[u8; 6]) -> String {
     mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+impl Announcer {
+    /// What a graceful stop hands over: the local addresses in place and the conflict listeners that
+    /// will hear their next holders.
+    fn handover(&mut self, sighted: mpsc::Receiver<Sighting>) -> Handover {
+        Handover { pending: self.local_held.clone(), sighted, listeners: std::mem::take(&mut self.listeners) }
+    }
+}
+
+// === Handover ===
+
+/// The local addresses a stopping agent still holds, and its conflict listeners on their LAN
+/// interfaces. Make before break: the agent gives up its Lease, the other nodes elect the next holder
+/// of each address, and that node's gratuitous ARP / NA moves the LAN's traffic to it; only then does
+/// this node withdraw. The neighbours never see the address unanswered.
+pub struct Handover {
+    pending: BTreeSet<IpAddr>,
+    sighted: mpsc::Receiver<Sighting>,
+    listeners: BTreeMap<String, tokio::task::JoinHandle<()>>,
+}
+
+impl Handover {
+    /// How many local addresses wait for their next holder.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Waits until another MAC announced each pending address, or `timeout`; returns the addresses
+    /// nobody claimed in time (no other node can hold them, or the others cannot hear the API).
+    pub async fn wait(mut self, timeout: Duration) -> BTreeSet<IpAddr> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let began = Instant::now();
+        while !self.pending.is_empty() {
+            match tokio::time::timeout_at(deadline, self.sighted.recv()).await {
+                Ok(Some(s)) => {
+                    if self.pending.remove(&s.ip) {
+                        tracing::info!(
+                            ip = %s.ip,
+                            mac = %format_mac(&s.mac),
+                            interface = %s.interface,
+                            after = ?began.elapsed(),
+                            "handed over: another node announces it"
+                        );
+                    }
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        for listener in self.listeners.values() {
+            listener.abort();
+        }
+        self.pending
+    }
 }
 
 /// Deletes every address the agent owns (SIGTERM). Returns how many were deleted.

@@ -6,8 +6,10 @@
 //! (node Lease renewal and liveness), `config` (LBNodeAgent → interfaces), `metrics`, and the kernel
 //! adapters `netlink` and `garp`. What it decides comes from `purelb_core::announce` (`facts`, `report`).
 //!
-//! Shutdown (SIGTERM): stop reconciling, withdraw every address the agent owns, then delete the node
-//! Lease (the others take over at once on its deletion), then exit. A second signal exits at once.
+//! Shutdown (SIGTERM), make before break: stop reconciling, delete the node Lease (the others elect new
+//! holders at once on its deletion), keep each local address until another node's gratuitous ARP / NA
+//! for it is heard (at most `--handover-timeout-ms`), then withdraw every address the agent owns and
+//! exit. A second signal exits at once.
 //!
 //! Timing defaults: the Lease lasts 4 s and is renewed every 2 s, so a node that vanishes loses its
 //! addresses after at most 4 s (+ the 250 ms liveness tick and the watch latency): under 5 s; and each
@@ -66,6 +68,10 @@ struct Args {
     /// Gap between them, milliseconds.
     #[arg(long, default_value_t = 50)]
     garp_interval_ms: u64,
+    /// On SIGTERM, how long each local address is kept after the Lease is given up, waiting for its
+    /// next holder's gratuitous ARP / NA, milliseconds.
+    #[arg(long, default_value_t = 3000)]
+    handover_timeout_ms: u64,
     /// Services whose report is written concurrently.
     #[arg(long, default_value_t = 16)]
     write_concurrency: usize,
@@ -159,22 +165,34 @@ async fn main() -> Result<()> {
     };
     let run = Announcer::new(settings, parts).run(changes, removals, failed_rx, stop);
 
-    let result = tokio::select! {
+    let outcome = tokio::select! {
         r = run => r.map_err(anyhow::Error::from),
         r = admin_task => Err(anyhow::anyhow!("admin server ended: {r:?}")),
     };
     admin.set_ready(false);
-    // Withdraw first, then give up the Lease, so the next winner takes over at once and never while
-    // this node still holds an address.
-    match announcer::withdraw(&netlink).await {
-        Ok(n) => tracing::info!(addresses = n, "withdrew every address"),
-        Err(e) => tracing::error!(error = %e, "could not list our addresses to withdraw them"),
-    }
+    // Give up the Lease: the others elect the next holders at once.
     let _ = renew_stop.send(true);
     if tokio::time::timeout(renew_every * 2, renew_task).await.is_err() {
         tracing::warn!("the Lease renewer did not stop in time");
     }
     lease::delete(&leases, &node, Duration::from_secs(5)).await;
+    // Keep each local address until its next holder announces it, then withdraw everything.
+    let result = match outcome {
+        Ok(handover) => {
+            if handover.pending() > 0 {
+                let unclaimed = handover.wait(Duration::from_millis(args.handover_timeout_ms)).await;
+                if !unclaimed.is_empty() {
+                    tracing::warn!(addresses = ?unclaimed, "no other node announced these in time; withdrawing them anyway");
+                }
+            }
+            Ok(())
+        }
+        Err(e) => Err(e),
+    };
+    match announcer::withdraw(&netlink).await {
+        Ok(n) => tracing::info!(addresses = n, "withdrew every address"),
+        Err(e) => tracing::error!(error = %e, "could not list our addresses to withdraw them"),
+    }
     result
 }
 

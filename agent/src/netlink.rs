@@ -4,6 +4,12 @@
 //! finds its own orphans with [`Netlink::owned`] and never removes or re-adds an address the node owns:
 //! [`Netlink::add`] and [`Netlink::delete`] refuse to touch an address that carries no tag.
 //! [`Netlink::removals`] reports addresses someone else removed, so the agent can put them back.
+//!
+//! IPv6 addresses are added without duplicate address detection and deprecated (preferred lifetime 0,
+//! valid forever): they receive traffic as any other, but the kernel never picks one as the source of
+//! what the node sends (RFC 6724 rule 3). Without that, a Service address on the LAN interface, in the
+//! node's own /64, is as good a source as the node's own address, and kube-proxy's masquerade and the
+//! node's own connections would leave from an address that can move to another node.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -13,6 +19,7 @@ use futures::{StreamExt, TryStreamExt};
 use rtnetlink::packet_core::NetlinkPayload;
 use rtnetlink::packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressProtocol, AddressScope,
+    CacheInfo,
 };
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use rtnetlink::packet_route::route::{RouteAttribute, RouteHeader, RouteMessage, RouteType};
@@ -268,6 +275,10 @@ impl Netlink {
         if address.is_ipv6() {
             message.header.flags |= AddressHeaderFlags::Nodad;
             message.attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+            let mut lifetimes = CacheInfo::default();
+            lifetimes.ifa_preferred = 0;
+            lifetimes.ifa_valid = u32::MAX;
+            message.attributes.push(AddressAttribute::CacheInfo(lifetimes));
         }
         match req.execute().await {
             Ok(()) => Ok(()),

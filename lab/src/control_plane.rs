@@ -1,5 +1,6 @@
-//! A real Kubernetes control plane on loopback: etcd and kube-apiserver (RBAC, dual-stack Services, CRD
-//! validation and CEL as upstream ships them), with a fresh PKI and an admin kubeconfig.
+//! A real Kubernetes control plane on loopback: etcd, kube-apiserver (RBAC, dual-stack Services, CRD
+//! validation and CEL as upstream ships them) and kube-controller-manager (namespace deletion,
+//! EndpointSlices, ServiceAccounts, garbage collection), with a fresh PKI and an admin kubeconfig.
 //!
 //! Exposes [`ControlPlane`] (start one, use it, drop it) and [`shared`] (one per test process).
 
@@ -33,6 +34,14 @@ const SERVICE_CLUSTER_IP_RANGES: &str = "198.18.0.0/16,2001:db8:ffff::/112";
 const ETCD_READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Generous: a cold kube-apiserver on a busy 2-core machine takes a while to run its post-start hooks.
 const APISERVER_READY_TIMEOUT: Duration = Duration::from_secs(180);
+/// Until kube-controller-manager's ServiceAccount controller has made `default/default`: a few seconds
+/// normally, generous for a busy 2-core machine running several labs.
+const CONTROLLER_MANAGER_READY_TIMEOUT: Duration = Duration::from_secs(120);
+/// Every controller kube-controller-manager runs by default except two that assume kubelets: with no
+/// kubelet posting node status, the node lifecycle controller would mark every lab Node NotReady and
+/// taint it after its grace period (~40 s), and then every pod on it NotReady, which EndpointSlices
+/// (and so PureLB's local announcements) follow; node IPAM would hand out pod CIDRs nobody routes.
+const CONTROLLER_MANAGER_CONTROLLERS: &str = "*,-nodelifecycle,-nodeipam";
 /// Attempts at starting a process whose port another process took between our probe and its bind.
 const PORT_ATTEMPTS: usize = 3;
 /// How long ServiceAccount tokens written by the lab stay valid.
@@ -40,14 +49,15 @@ const TOKEN_LIFETIME_SECONDS: i64 = 24 * 60 * 60;
 
 // === impl ControlPlane ===
 
-/// A running etcd + kube-apiserver pair and the files to talk to them. Dropping it stops both processes
-/// and removes its directory (unless `PURELB_LAB_KEEP=1`).
+/// A running etcd, kube-apiserver and kube-controller-manager and the files to talk to them. Dropping it
+/// stops the three processes and removes its directory (unless `PURELB_LAB_KEEP=1`).
 ///
 /// Faults for tests of what happens when the control plane is away: [`ControlPlane::pause_apiserver`]
 /// and [`ControlPlane::pause_etcd`] (SIGSTOP, undone by `resume_*`), [`ControlPlane::stop_apiserver`] and
 /// [`ControlPlane::stop_etcd`] (SIGKILL, undone by `start_*`, which restart with the same command line,
 /// ports and data). They are for a lab the test started itself ([`ControlPlane::start`]), never the
-/// [`shared`] one, which other tests of the process are using.
+/// [`shared`] one, which other tests of the process are using. kube-controller-manager stays up through
+/// them all: like any client it retries until the apiserver answers again.
 #[derive(Debug)]
 pub struct ControlPlane {
     dir: PathBuf,
@@ -58,6 +68,7 @@ pub struct ControlPlane {
     admin_kubeconfig: PathBuf,
     apiserver: Child,
     etcd: Child,
+    controller_manager: Child,
     /// Kept so restarts listen where kubeconfigs, the network's relay and the apiserver point.
     apiserver_port: u16,
     etcd_ports: EtcdPorts,
@@ -69,7 +80,8 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Builds or locates the upstream binaries (runs `lab/upstream/build.sh`, or uses
     /// `$PURELB_LAB_BIN_DIR`), generates a PKI, starts etcd and kube-apiserver on free 127.0.0.1 ports,
-    /// waits for `/readyz` and writes `admin.kubeconfig`.
+    /// waits for `/readyz`, writes `admin.kubeconfig`, then starts kube-controller-manager and waits until
+    /// its controllers act (the `default` ServiceAccount exists).
     pub async fn start() -> Result<ControlPlane, LabError> {
         let began = Instant::now();
         let upstream = tokio::task::spawn_blocking(UpstreamBinaries::locate)
@@ -85,6 +97,8 @@ impl ControlPlane {
         let (apiserver, apiserver_port) =
             first_start_apiserver(&upstream, dir.path(), &pki, &etcd, &etcd_url, &admin_kubeconfig).await?;
         let server = apiserver_url(apiserver_port);
+        let controller_manager = start_controller_manager(&upstream, dir.path(), &pki, &admin_kubeconfig)?;
+        wait_controller_manager_ready(&controller_manager, &apiserver, &admin_kubeconfig).await?;
 
         let lab = ControlPlane {
             dir: dir.disarm(),
@@ -95,6 +109,7 @@ impl ControlPlane {
             admin_kubeconfig,
             apiserver,
             etcd,
+            controller_manager,
             apiserver_port,
             etcd_ports,
             apiserver_starts: 1,
@@ -105,8 +120,8 @@ impl ControlPlane {
     }
 
     /// The lab's working directory: kubeconfigs, PKI, etcd data and logs (`etcd.log`,
-    /// `kube-apiserver.log`, `etcd-2.log`, `kube-apiserver-2.log`, ... after restarts, and one per spawned
-    /// program).
+    /// `kube-apiserver.log`, `kube-controller-manager.log`, `etcd-2.log`, `kube-apiserver-2.log`, ... after
+    /// restarts, and one per spawned program).
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -139,6 +154,16 @@ impl ControlPlane {
     /// The etcd process (the latest one, after restarts).
     pub fn etcd(&self) -> &Child {
         &self.etcd
+    }
+
+    /// The kube-controller-manager process.
+    pub fn controller_manager(&self) -> &Child {
+        &self.controller_manager
+    }
+
+    /// The upstream programs the lab runs (kube-proxy among them, for the network's nodes).
+    pub fn upstream(&self) -> &UpstreamBinaries {
+        &self.upstream
     }
 
     /// The upstream `kubectl` of the same version as the apiserver.
@@ -281,9 +306,10 @@ impl ControlPlane {
         self.start_etcd().await
     }
 
-    /// Stops both processes and removes (or keeps) the directory. Safe to call more than once.
+    /// Stops the processes and removes (or keeps) the directory. Safe to call more than once.
     fn shut_down(&self, at_exit: bool) {
-        for child in [&self.apiserver, &self.etcd] {
+        // Clients first, so kube-controller-manager does not fill its log with a vanished apiserver.
+        for child in [&self.controller_manager, &self.apiserver, &self.etcd] {
             if at_exit {
                 child.kill_at_exit();
             } else if let Err(e) = child.kill() {
@@ -312,13 +338,7 @@ impl Drop for ControlPlane {
 /// Sends `signal` to a child that must still be running.
 fn signal_running(child: &Child, signal: Signal, during: &str) -> Result<(), LabError> {
     if let Some(status) = child.try_wait()? {
-        return Err(LabError::ProcessExited {
-            process: child.name().to_owned(),
-            status,
-            during: during.to_owned(),
-            log: child.log_path().to_owned(),
-            tail: child.log_tail(LOG_TAIL_LINES),
-        });
+        return Err(child.exited(status, during));
     }
     child.signal(signal);
     Ok(())
@@ -550,6 +570,67 @@ async fn readyz(client: &kube::Client) -> Result<(), String> {
         Ok(body) => Err(format!("/readyz answered {body:?}")),
         Err(e) => Err(format!("/readyz: {e}")),
     }
+}
+
+// === kube-controller-manager ===
+
+/// Starts kube-controller-manager against the (ready) apiserver. No port retry loop as for etcd and the
+/// apiserver: it serves nothing (`--secure-port=0`), so concurrent labs cannot clash.
+fn start_controller_manager(
+    upstream: &UpstreamBinaries,
+    dir: &Path,
+    pki: &Pki,
+    admin_kubeconfig: &Path,
+) -> Result<Child, LabError> {
+    let mut command = Command::new(&upstream.kube_controller_manager);
+    command
+        // The admin (system:masters): in a throwaway lab one identity with every right is simpler than a
+        // system:kube-controller-manager certificate, and with --use-service-account-credentials=false
+        // every controller acts as it too.
+        .arg(format!("--kubeconfig={}", admin_kubeconfig.display()))
+        .arg("--use-service-account-credentials=false")
+        // Its /healthz and /metrics are not needed (readiness is judged by what its controllers do), and
+        // a fixed port (10257) would clash between labs running at once.
+        .arg("--secure-port=0")
+        .arg("--bind-address=127.0.0.1")
+        // One instance per lab: no Lease to win first, and nothing to lose while the apiserver restarts.
+        .arg("--leader-elect=false")
+        .arg(format!("--controllers={CONTROLLER_MANAGER_CONTROLLERS}"))
+        // The token controller signs with the key the apiserver verifies; the CA goes into every
+        // namespace's kube-root-ca.crt ConfigMap and into ServiceAccount token Secrets.
+        .arg(format!("--service-account-private-key-file={}", pki.service_account_key.display()))
+        .arg(format!("--root-ca-file={}", pki.ca_cert.display()))
+        .arg("--profiling=false")
+        .current_dir(dir);
+    spawn_supervised(command, "kube-controller-manager", &dir.join("kube-controller-manager.log"))
+}
+
+/// Waits until the ServiceAccount controller has created `default/default`: proof that
+/// kube-controller-manager reached the apiserver, synced its informers and runs its controllers.
+async fn wait_controller_manager_ready(
+    controller_manager: &Child,
+    apiserver: &Child,
+    admin_kubeconfig: &Path,
+) -> Result<(), LabError> {
+    let probe = client_with_timeout(admin_kubeconfig, Some(Duration::from_secs(5))).await?;
+    let accounts: kube::Api<ServiceAccount> = kube::Api::namespaced(probe, "default");
+    wait_until_ready(controller_manager, "kube-controller-manager", CONTROLLER_MANAGER_READY_TIMEOUT, || {
+        let accounts = accounts.clone();
+        async move {
+            if let Ok(Some(status)) = apiserver.try_wait() {
+                return Err(format!(
+                    "kube-apiserver exited ({status}); see {}",
+                    apiserver.log_path().display()
+                ));
+            }
+            match accounts.get_opt("default").await {
+                Ok(Some(_)) => Ok(()),
+                Ok(None) => Err("ServiceAccount default/default not created yet".to_owned()),
+                Err(e) => Err(format!("reading ServiceAccount default/default: {e}")),
+            }
+        }
+    })
+    .await
 }
 
 // === shared helpers ===

@@ -61,6 +61,10 @@ pub enum LabError {
     #[error("timed out after {timeout:?} waiting for {what}; last observation: {last}")]
     Timeout { what: String, timeout: Duration, last: String },
 
+    /// A request through the lab's data path (from the client, or a node to a pod) got no proper answer.
+    #[error("{what}: {failure}")]
+    Request { what: String, failure: crate::Failure },
+
     /// The process-wide shared control plane failed to start earlier in this process.
     #[error("the shared lab control plane failed to start: {0}")]
     Shared(String),

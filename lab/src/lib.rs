@@ -9,10 +9,12 @@
 //! On top of it, [`Network`]: N nodes and a BGP router (BIRD) on a LAN of network namespaces with no link
 //! to the machine's own network, the nodes running the shipped `deploy/bird/bird.conf`, and a relay
 //! through which processes in the nodes reach the API server at `https://192.0.2.1:6443`. It needs root,
-//! iproute2 and bird2.
+//! iproute2 and bird2. For traffic through Service addresses it adds, on demand, echo-server pods without
+//! a kubelet ([`LabPod`]), kube-proxy in nftables mode on every node ([`KubeProxies`], needs nftables) and
+//! a client behind the router ([`LabClient`], with a [`Prober`] that measures outages).
 //!
 //! Environment:
-//! - `PURELB_LAB_BIN_DIR`: where etcd, kube-apiserver and kubectl are (default: run `lab/upstream/build.sh`,
+//! - `PURELB_LAB_BIN_DIR`: where etcd, kube-apiserver, kube-controller-manager, kube-proxy and kubectl are (default: run `lab/upstream/build.sh`,
 //!   which builds them once into `$PURELB_LAB_CACHE`, default `~/.cache/purelb-lab`).
 //! - `PURELB_LAB_DIR`: the root of the labs' working directories (default `/tmp/purelb-lab`).
 //! - `PURELB_LAB_KEEP=1`: keep a lab's directory (logs, kubeconfigs, etcd data) when it stops.
@@ -46,9 +48,12 @@ pub use kubeconfig::client_from_kubeconfig;
 pub use labdir::{DEFAULT_ROOT as DEFAULT_LAB_ROOT, ROOT_ENV as LAB_ROOT_ENV};
 pub use namespace::TestNamespace;
 pub use network::{
-    APISERVER_RELAY_PORT, BgpSession, CONTROL_PLANE_IPV4, CONTROL_PLANE_IPV6, Change, Holding, KUBE_LB0,
-    LAN_INTERFACE, LAN_PREFIX_V4, LAN_PREFIX_V6, LabNode, NODE_AS, Network, NetworkConfig, NodeAddress,
-    ROUTER_AS, ROUTER_IPV4, ROUTER_IPV6, RouterRoute, Sampler, TimedChange, Timeline,
+    APISERVER_RELAY_PORT, BgpSession, CLIENT_IPV4, CLIENT_IPV6, CLIENT_ROUTER_IPV4, CLIENT_ROUTER_IPV6,
+    CONTROL_PLANE_IPV4, CONTROL_PLANE_IPV6, Change, ECHO_IMAGE, ECHO_PORT, EchoReply, Failure, Holding,
+    KUBE_LB0, KubeProxies, KubeProxy, LAN_INTERFACE, LAN_PREFIX_V4, LAN_PREFIX_V6, LabClient, LabNode,
+    LabPod, NODE_AS, Network, NetworkConfig, NodeAddress, POD_CLUSTER_CIDR_V4, POD_CLUSTER_CIDR_V6, Probe,
+    ProbeConfig, ProbeReport, Prober, ROUTER_AS, ROUTER_IPV4, ROUTER_IPV6, RouterRoute, Sampler, TimedChange,
+    Timeline,
 };
 pub use pki::ADMIN_USER;
 pub use process::{Child, log_tail, spawn_supervised};

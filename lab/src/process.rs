@@ -59,6 +59,28 @@ impl Child {
         log_tail(&self.log, lines)
     }
 
+    /// [`LabError::NotReady`] for this process: it waited `waited`, the last check said `last`.
+    pub(crate) fn not_ready(&self, waited: Duration, last: String) -> LabError {
+        LabError::NotReady {
+            process: self.name.clone(),
+            waited,
+            last,
+            log: self.log.clone(),
+            tail: self.log_tail(LOG_TAIL_LINES),
+        }
+    }
+
+    /// [`LabError::ProcessExited`] for this process, which exited with `status` `during` something.
+    pub(crate) fn exited(&self, status: ExitStatus, during: &str) -> LabError {
+        LabError::ProcessExited {
+            process: self.name.clone(),
+            status,
+            during: during.to_owned(),
+            log: self.log.clone(),
+            tail: self.log_tail(LOG_TAIL_LINES),
+        }
+    }
+
     /// The exit status, if the process has exited (reaping it).
     pub fn try_wait(&self) -> Result<Option<ExitStatus>, LabError> {
         self.process()
@@ -79,13 +101,7 @@ impl Child {
                 return Ok(status);
             }
             if Instant::now() >= deadline {
-                return Err(LabError::NotReady {
-                    process: self.name.clone(),
-                    waited: timeout,
-                    last: "still running, expected it to exit".to_owned(),
-                    log: self.log.clone(),
-                    tail: self.log_tail(LOG_TAIL_LINES),
-                });
+                return Err(self.not_ready(timeout, "still running, expected it to exit".to_owned()));
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }

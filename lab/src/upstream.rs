@@ -1,5 +1,6 @@
-//! Where the lab's programs come from: the upstream control plane (etcd, kube-apiserver, kubectl) built by
-//! `lab/upstream/build.sh`, and the workspace's own binaries in the cargo target directory.
+//! Where the lab's programs come from: the upstream programs (etcd, kube-apiserver,
+//! kube-controller-manager, kube-proxy, kubectl) built by `lab/upstream/build.sh`, and the workspace's own
+//! binaries in the cargo target directory.
 //!
 //! Exposes [`workspace_root`], [`binary`] and [`UpstreamBinaries::locate`].
 
@@ -43,6 +44,9 @@ pub struct UpstreamBinaries {
     pub dir: PathBuf,
     pub etcd: PathBuf,
     pub kube_apiserver: PathBuf,
+    pub kube_controller_manager: PathBuf,
+    /// Not started by the control plane: the lab's network runs one per node.
+    pub kube_proxy: PathBuf,
     pub kubectl: PathBuf,
 }
 
@@ -57,16 +61,27 @@ impl UpstreamBinaries {
         let found = UpstreamBinaries {
             etcd: dir.join("etcd"),
             kube_apiserver: dir.join("kube-apiserver"),
+            kube_controller_manager: dir.join("kube-controller-manager"),
+            kube_proxy: dir.join("kube-proxy"),
             kubectl: dir.join("kubectl"),
             dir,
         };
-        for program in [&found.etcd, &found.kube_apiserver, &found.kubectl] {
+        let programs = [
+            &found.etcd,
+            &found.kube_apiserver,
+            &found.kube_controller_manager,
+            &found.kube_proxy,
+            &found.kubectl,
+        ];
+        for program in programs {
             if !program.is_file() {
+                // A cache filled before a program joined the list lacks just that one; build.sh adds it.
                 return Err(LabError::Prerequisite {
                     what: format!("upstream binary {} does not exist", program.display()),
                     hint: format!(
-                        "run lab/upstream/build.sh (it builds etcd, kube-apiserver and kubectl), \
-                         or point {BIN_DIR_ENV} at a directory holding them"
+                        "run lab/upstream/build.sh (it builds etcd, kube-apiserver, kube-controller-manager, \
+                         kube-proxy and kubectl, adding any missing from an existing cache), or point \
+                         {BIN_DIR_ENV} at a directory holding them"
                     ),
                 });
             }

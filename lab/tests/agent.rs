@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use common::*;
@@ -16,32 +15,15 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use purelb_core::announce::{NodeFacts, elect};
 use purelb_core::api::annotations;
 use purelb_core::pool::Subnet;
-use purelb_lab::{ControlPlane, Network, NetworkConfig, TestNamespace, shared, wait_for};
+use purelb_lab::{ControlPlane, TestNamespace, shared, wait_for};
 use tokio::sync::OnceCell;
-
-struct Cluster {
-    net: Network,
-    _allocator: Allocator,
-    _agents: Vec<Agent>,
-}
 
 static CLUSTER: OnceCell<Cluster> = OnceCell::const_new();
 
 async fn cluster() -> (&'static ControlPlane, &'static Cluster) {
     let lab = shared().await;
     let c = CLUSTER
-        .get_or_init(|| async {
-            let allocator = start_allocator(lab, "allocator-agent-tests", &[], true).await;
-            let net = Network::create(lab, NetworkConfig { nodes: 3 }).await.expect("network");
-            let mut agents = Vec::new();
-            for n in ["node1", "node2", "node3"] {
-                agents.push(start_agent(lab, &net, n, &["--log-format=text"]).await);
-            }
-            for a in &agents {
-                wait_agent_ready(a).await;
-            }
-            Cluster { net, _allocator: allocator, _agents: agents }
-        })
+        .get_or_init(|| start_cluster(lab, "allocator-agent-tests", &["node1", "node2", "node3"]))
         .await;
     (lab, c)
 }
@@ -60,33 +42,6 @@ fn lab_nodes() -> Vec<NodeFacts> {
             excluded: false,
         })
         .collect()
-}
-
-async fn route_nexthops(net: &Network, dst: &str) -> Vec<IpAddr> {
-    let mut hops = net
-        .router_routes()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|r| r.dst == dst)
-        .map(|r| r.nexthops)
-        .unwrap_or_default();
-    hops.sort();
-    hops
-}
-
-async fn wait_route(net: &Network, dst: &str, want: &[&str]) {
-    let mut want: Vec<IpAddr> = want.iter().map(|s| s.parse().unwrap()).collect();
-    want.sort();
-    wait_for(&format!("router route {dst} via {want:?}"), Duration::from_secs(30), || {
-        let want = want.clone();
-        async move {
-            let got = route_nexthops(net, dst).await;
-            if got == want { Ok(()) } else { Err(format!("via {got:?}")) }
-        }
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[tokio::test]

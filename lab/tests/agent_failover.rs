@@ -31,14 +31,7 @@ async fn base() -> (&'static ControlPlane, &'static Network) {
 }
 
 async fn agents(lab: &ControlPlane, net: &Network) -> Vec<Agent> {
-    let mut v = Vec::new();
-    for n in ["node1", "node2", "node3"] {
-        v.push(start_agent(lab, net, n, &["--log-format=text"]).await);
-    }
-    for a in &v {
-        wait_agent_ready(a).await;
-    }
-    v
+    start_agents(lab, net, &["node1", "node2", "node3"]).await
 }
 
 async fn stop_all(agents: Vec<Agent>) {

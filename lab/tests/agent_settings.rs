@@ -55,13 +55,7 @@ async fn lbnodeagent_settings_take_effect_on_running_agents() {
             assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         }
     }
-    let mut agents = Vec::new();
-    for n in NODES {
-        agents.push(start_agent(lab, &net, n, &["--log-format=text"]).await);
-    }
-    for a in &agents {
-        wait_agent_ready(a).await;
-    }
+    let agents = start_agents(lab, &net, &NODES).await;
     let client = lab.admin_client().await.unwrap();
     // Every version of the node Leases, from here on: until localint names no interface, each must name
     // eth0 and its subnets (a Lease saying "no LAN" even once moves local addresses off that node).

@@ -1,4 +1,5 @@
-//! The lab's control plane, for real: etcd and kube-apiserver processes on loopback.
+//! The lab's control plane, for real: etcd, kube-apiserver and kube-controller-manager processes on
+//! loopback.
 //!
 //! Never skipped: a missing prerequisite (Go, the upstream binaries) fails these tests with the reason.
 
@@ -8,10 +9,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Namespace, Secret, Service, ServiceAccount, ServicePort, ServiceSpec,
+    ConfigMap, Container, Namespace, Node, Pod, PodSpec, Secret, Service, ServiceAccount, ServicePort,
+    ServiceSpec,
 };
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
-use kube::api::{Api, DynamicObject, ListParams, ObjectMeta, PostParams};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use purelb_lab::{ControlPlane, TestNamespace, client_from_kubeconfig, wait_for};
 
@@ -35,10 +39,10 @@ async fn control_plane_starts_and_is_ready() -> Result<()> {
     let version = client.apiserver_version().await?;
     ensure!(version.git_version == "v1.36.3", "unexpected apiserver version {}", version.git_version);
 
-    for log in ["etcd.log", "kube-apiserver.log"] {
+    for log in ["etcd.log", "kube-apiserver.log", "kube-controller-manager.log"] {
         ensure!(lab.dir().join(log).is_file(), "{log} missing in {}", lab.dir().display());
     }
-    ensure!(lab.etcd().is_running() && lab.apiserver().is_running());
+    ensure!(lab.etcd().is_running() && lab.apiserver().is_running() && lab.controller_manager().is_running());
     Ok(())
 }
 
@@ -60,7 +64,7 @@ async fn admin_creates_and_cleans_up_a_namespace() -> Result<()> {
         maps.create(&PostParams::default(), &ConfigMap { metadata, ..Default::default() }).await?;
     }
 
-    // No kube-controller-manager runs: cleanup must empty and finalize the namespace itself.
+    // The namespace controller would wait forever on the stuck finalizer: cleanup removes it.
     ns.cleanup().await?;
     ensure!(namespaces.get_opt(&name).await?.is_none(), "namespace {name} still exists after cleanup");
     let everywhere: Api<ConfigMap> = Api::all(client.clone());
@@ -293,7 +297,7 @@ async fn dropping_a_lab_leaves_no_processes_and_no_directory() -> Result<()> {
     eprintln!("private control plane started in {:?}", began.elapsed());
     ensure!(!stale.exists(), "stale lab directory {} was not removed", stale.display());
 
-    let pids = [lab.etcd().pid(), lab.apiserver().pid()];
+    let pids = [lab.etcd().pid(), lab.apiserver().pid(), lab.controller_manager().pid()];
     let dir = lab.dir().to_owned();
     for pid in pids {
         ensure!(Path::new(&format!("/proc/{pid}")).exists(), "pid {pid} not running before drop");
@@ -341,9 +345,23 @@ async fn killing_the_test_process_kills_its_lab() -> Result<()> {
             async move { if alive.is_empty() { Ok(()) } else { Err(format!("still alive: {alive:?}")) } }
         })
         .await;
+    // The fixture does not report kube-controller-manager's pid; its command line names the lab's dir.
+    let needle = dir.to_string_lossy().into_owned();
+    let strays = wait_for("no process to name the dead lab's directory", Duration::from_secs(10), || {
+        let found = processes_mentioning(&needle);
+        async move {
+            match found {
+                Ok(found) if found.is_empty() => Ok(()),
+                Ok(found) => Err(format!("still running: {found:?}")),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    })
+    .await;
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&scratch);
     survivors?;
+    strays?;
     Ok(())
 }
 
@@ -443,6 +461,24 @@ async fn a_restarted_apiserver_serves_the_same_url_with_the_objects_from_before(
     // The client made before the restart reconnects; the object is still there.
     let found = maps.get_opt("before-restart").await?;
     ensure!(found.is_some(), "the ConfigMap created before the restart is gone");
+
+    // kube-controller-manager lived through it and works again: a new namespace gets its ServiceAccount.
+    let kcm = lab.controller_manager();
+    ensure!(kcm.is_running(), "kube-controller-manager died with the apiserver: {}", kcm.log_tail(20));
+    let admin = lab.admin_client().await?;
+    let ns = TestNamespace::new(&admin, "after-restart").await?;
+    let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), ns.name());
+    // The controllers' watches reconnect with a backoff of up to ~30 s.
+    wait_for(
+        "kube-controller-manager to create the default ServiceAccount",
+        Duration::from_secs(90),
+        || async {
+            accounts.get_opt("default").await.map_err(|e| e.to_string())?.ok_or_else(|| "not yet".to_owned())
+        },
+    )
+    .await
+    .with_context(|| format!("kube-controller-manager's log: {}", kcm.log_tail(20)))?;
+    ns.cleanup().await?;
     Ok(())
 }
 
@@ -478,7 +514,14 @@ async fn a_paused_etcd_holds_writes_until_it_is_resumed() -> Result<()> {
     let maps: Api<ConfigMap> = Api::namespaced(lab.admin_client().await?, "default");
 
     lab.pause_etcd()?;
-    ensure!(process_state(lab.etcd().pid()).as_deref() == Some("T"), "etcd is not stopped");
+    // SIGSTOP is delivered asynchronously; a busy etcd (kube-controller-manager's watches keep it so)
+    // can still show `R` or `S` for a moment.
+    let pid = lab.etcd().pid();
+    wait_for("etcd to be stopped (state T)", Duration::from_secs(5), || async move {
+        let state = process_state(pid);
+        if state.as_deref() == Some("T") { Ok(()) } else { Err(format!("state {state:?}")) }
+    })
+    .await?;
     let (params, map) = (
         PostParams::default(),
         ConfigMap { metadata: meta("while-paused", "default"), ..Default::default() },
@@ -498,5 +541,158 @@ async fn a_paused_etcd_holds_writes_until_it_is_resumed() -> Result<()> {
     })
     .await?;
     ensure!(maps.get_opt("after-etcd-resumed").await?.is_some(), "the write after resume is not there");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_deleted_namespace_is_emptied_and_removed_by_the_namespace_controller() -> Result<()> {
+    let lab = purelb_lab::try_shared().await?;
+    let admin = lab.admin_client().await?;
+    let namespaces: Api<Namespace> = Api::all(admin.clone());
+    let created = namespaces
+        .create(
+            &PostParams::default(),
+            &Namespace {
+                metadata: ObjectMeta { generate_name: Some("deleted-".to_owned()), ..Default::default() },
+                ..Default::default()
+            },
+        )
+        .await?;
+    let name = created.metadata.name.context("created namespace without a name")?;
+    let maps: Api<ConfigMap> = Api::namespaced(admin.clone(), &name);
+    maps.create(
+        &PostParams::default(),
+        &ConfigMap { metadata: meta("content", &name), ..Default::default() },
+    )
+    .await?;
+
+    // A plain delete, as `kubectl delete namespace` does: nothing of the lab's own cleanup helps here, the
+    // namespace controller has to empty it and drop the `kubernetes` finalizer.
+    namespaces.delete(&name, &DeleteParams::default()).await?;
+    wait_for(&format!("namespace {name} to finish deleting"), Duration::from_secs(60), || async {
+        match namespaces.get_opt(&name).await {
+            Ok(None) => Ok(()),
+            Ok(Some(ns)) => Err(format!("still there: {:?}", ns.status)),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await
+    .with_context(|| format!("kube-controller-manager's log: {}", lab.controller_manager().log_tail(20)))?;
+    let everywhere: Api<ConfigMap> = Api::all(admin);
+    let left = everywhere.list(&ListParams::default().fields(&format!("metadata.namespace={name}"))).await?;
+    ensure!(left.items.is_empty(), "objects left in deleted namespace {name}: {:?}", left.items);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_ready_pod_behind_a_service_gets_an_endpoint_slice_from_the_controller() -> Result<()> {
+    let lab = purelb_lab::try_shared().await?;
+    let admin = lab.admin_client().await?;
+    let ns = TestNamespace::new(&admin, "slices").await?;
+    let name = ns.name();
+    // Cluster-scoped and shared with every test of the process: named after the namespace to be unique.
+    let node_name = format!("{name}-node");
+    let nodes: Api<Node> = Api::all(admin.clone());
+    nodes
+        .create(
+            &PostParams::default(),
+            &Node {
+                metadata: ObjectMeta { name: Some(node_name.clone()), ..Default::default() },
+                ..Default::default()
+            },
+        )
+        .await?;
+
+    let labels: std::collections::BTreeMap<String, String> = [("app".to_owned(), "echo".to_owned())].into();
+    let services: Api<Service> = Api::namespaced(admin.clone(), name);
+    services
+        .create(
+            &PostParams::default(),
+            &Service {
+                metadata: meta("echo", name),
+                spec: Some(ServiceSpec {
+                    selector: Some(labels.clone()),
+                    ports: Some(vec![ServicePort {
+                        port: 80,
+                        target_port: Some(IntOrString::Int(8080)),
+                        protocol: Some("TCP".to_owned()),
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+        .await?;
+
+    // What a scheduler and a kubelet would do: bind the pod to the node and report it running and ready.
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), name);
+    pods.create(
+        &PostParams::default(),
+        &Pod {
+            metadata: ObjectMeta { labels: Some(labels), ..meta("echo-0", name) },
+            spec: Some(PodSpec {
+                node_name: Some(node_name.clone()),
+                containers: vec![Container {
+                    name: "echo".to_owned(),
+                    // Never pulled: no kubelet runs.
+                    image: Some("registry.invalid/echo:lab".to_owned()),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let status = serde_json::json!({
+        "status": {
+            "phase": "Running",
+            "podIP": "198.18.0.10",
+            "podIPs": [{ "ip": "198.18.0.10" }],
+            "conditions": [{ "type": "Ready", "status": "True" }],
+        },
+    });
+    pods.patch_status("echo-0", &PatchParams::default(), &Patch::Merge(&status)).await?;
+
+    let slices: Api<EndpointSlice> = Api::namespaced(admin.clone(), name);
+    let by_service = ListParams::default().labels("kubernetes.io/service-name=echo");
+    let slice = wait_for("the EndpointSlice controller to list the pod", Duration::from_secs(60), || async {
+        let listed = slices.list(&by_service).await.map_err(|e| e.to_string())?;
+        let summary = format!("{:?}", listed.items.iter().map(|s| &s.endpoints).collect::<Vec<_>>());
+        listed
+            .items
+            .into_iter()
+            .find(|s| s.endpoints.iter().flatten().any(|e| e.addresses.iter().any(|a| a == "198.18.0.10")))
+            .ok_or(summary)
+    })
+    .await
+    .with_context(|| format!("kube-controller-manager's log: {}", lab.controller_manager().log_tail(20)))?;
+
+    let managed_by =
+        slice.metadata.labels.unwrap_or_default().get("endpointslice.kubernetes.io/managed-by").cloned();
+    ensure!(
+        managed_by.as_deref() == Some("endpointslice-controller.k8s.io"),
+        "slice managed by {managed_by:?}"
+    );
+    ensure!(slice.address_type == "IPv4", "address type {}", slice.address_type);
+    let endpoint = slice
+        .endpoints
+        .iter()
+        .flatten()
+        .find(|e| e.addresses.iter().any(|a| a == "198.18.0.10"))
+        .context("the endpoint vanished")?;
+    let ready = endpoint.conditions.as_ref().and_then(|c| c.ready);
+    ensure!(ready == Some(true), "endpoint conditions {:?}", endpoint.conditions);
+    ensure!(
+        endpoint.node_name.as_deref() == Some(node_name.as_str()),
+        "endpoint on {:?}",
+        endpoint.node_name
+    );
+    let ports: Vec<Option<i32>> = slice.ports.unwrap_or_default().iter().map(|p| p.port).collect();
+    ensure!(ports == [Some(8080)], "slice ports {ports:?}");
+
+    ns.cleanup().await?;
+    nodes.delete(&node_name, &DeleteParams::default()).await?;
     Ok(())
 }

@@ -5,11 +5,13 @@
 //!
 //! - API server paused 10 s and 60 s, killed and restarted, etcd stopped and restarted, an agent
 //!   restarted while the API is away: no address added, withdrawn or moved on any node, no route leaves
-//!   the router; afterwards no burst of Service writes or events; two allocator replicas neither exit
-//!   nor double-allocate.
+//!   the router; afterwards no burst of Service writes or events, then none at all for a minute; two
+//!   allocator replicas neither exit nor double-allocate.
 //! - One node cut off from the API but not from the LAN: the others take its local addresses over
 //!   within the Lease bound, and it yields each within 1 s of the new holder's gratuitous ARP / NA; its
-//!   routed addresses stay (its BGP session is up); it rejoins.
+//!   routed addresses stay (its BGP session is up); `kubectl purelb status` names it not live, cut off,
+//!   fail-static; it rejoins.
+//! - A gratuitous ARP from another MAC while every view is current moves nothing.
 //! - LAN flaps: link down/up with the agent running and restarted, default route deleted: the node's
 //!   local addresses stay local and the router never learns a LAN prefix.
 //!
@@ -49,13 +51,7 @@ async fn lab(prefix: &str) -> Lab {
     let cp = ControlPlane::start().await.expect("control plane");
     install(&cp).await;
     let net = Network::create(&cp, NetworkConfig { nodes: 3 }).await.expect("network");
-    let mut agents = Vec::new();
-    for n in ["node1", "node2", "node3"] {
-        agents.push(start_agent(&cp, &net, n, &["--log-format=text"]).await);
-    }
-    for a in &agents {
-        wait_agent_ready(a).await;
-    }
+    let agents = start_agents(&cp, &net, &["node1", "node2", "node3"]).await;
     eprintln!("{prefix}: lab ready in {}", cp.dir().display());
     Lab { cp, net, agents }
 }
@@ -238,7 +234,14 @@ async fn api_outages_move_no_address_and_withdraw_no_route() {
     assert_eq!(after.0, before.0, "Services were rewritten after the outages");
     let extra = after.1 - before.1;
     assert!(extra <= 8, "{extra} more events after the outages than before");
-    eprintln!("after every outage: 0 Service writes, {extra} events (the restarted agent's take-ups)");
+    // And then a quiet minute: no Service rewritten, no event, by either allocator or any agent.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let minute = writes(&client, &p).await;
+    assert_eq!(minute.0, after.0, "Services were rewritten in the minute after the outages");
+    assert_eq!(minute.1, after.1, "{} events in the minute after the outages", minute.1 - after.1);
+    eprintln!(
+        "after every outage: 0 Service writes, {extra} events (the restarted agent's take-ups); then 0 writes and 0 events over 60 s"
+    );
 
     // Both allocators survived every outage (none exited), and they still allocate, once each address.
     assert!(
@@ -293,6 +296,17 @@ async fn a_node_cut_off_from_the_api_yields_its_local_addresses_within_a_second(
         .unwrap_or_else(|e| panic!("{e}"));
     }
     let moved_after = t0.elapsed();
+    // `kubectl purelb status` names the cut-off node as not live, and says why and what it does.
+    let status = plugin_status(&lab.cp);
+    let nodes = status["nodes"].as_array().expect("status nodes");
+    let node =
+        nodes.iter().find(|n| n["name"] == cut.as_str()).unwrap_or_else(|| panic!("{cut} not in {status}"));
+    assert_eq!(node["live"], false, "status says {cut} is live while cut off: {node}");
+    let why = node["why"].as_str().unwrap_or_default();
+    assert!(why.contains("cut off from the API server") && why.contains("fail-static"), "{cut}: {why}");
+    for other in nodes.iter().filter(|n| n["name"] != cut.as_str()) {
+        assert_eq!(other["live"], true, "status: {other}");
+    }
     // Cut off for a while longer: nothing moves back, its routed addresses stay (BGP is up).
     tokio::time::sleep(Duration::from_secs(6)).await;
     for ip in &p.routed {
@@ -470,4 +484,18 @@ async fn an_agent_with_a_current_view_keeps_a_local_address_another_mac_announce
     for a in lab.agents.drain(..) {
         a.child.terminate().await.ok();
     }
+}
+
+/// `kubectl purelb status -o json` as the lab's admin.
+fn plugin_status(cp: &ControlPlane) -> serde_json::Value {
+    let bin = purelb_lab::binary("kubectl-purelb").expect("kubectl-purelb binary (cargo build --bins)");
+    let out = std::process::Command::new(bin)
+        .args(["status", "-o", "json"])
+        .env("KUBECONFIG", cp.admin_kubeconfig())
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "kubectl purelb status: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
 }

@@ -118,12 +118,20 @@ async fn install_creates_everything_then_changes_nothing_and_the_allocator_works
     let svc = wait_ingress(&api, "web", 1).await;
     assert_eq!(ingress(&svc), ["198.51.100.240"]);
 
-    // status says what runs and what cannot (no controller-manager here: no pods).
-    let status = plugin(lab, &["status"]);
+    // status says what runs and what cannot: the lab's kube-controller-manager creates the Deployment's
+    // pods, but no scheduler or kubelet runs them, so none is ever ready.
+    let mut status = plugin(lab, &["status"]);
+    for _ in 0..60 {
+        if status.out.contains("Deployment purelb-allocator: 0/2 ready, 0 available") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        status = plugin(lab, &["status"]);
+    }
     assert_eq!(status.code, 0, "{status:?}");
     for want in [
         "ok CRD servicegroups.purelb.io: established",
-        "Deployment purelb-allocator: 0/2 ready: no controller has acted on it yet",
+        "Deployment purelb-allocator: 0/2 ready, 0 available",
         "allocator leader Lease: held by allocator-plugin",
         "installsg",
     ] {

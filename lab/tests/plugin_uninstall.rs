@@ -9,9 +9,8 @@ mod plugin_helpers;
 use std::time::Duration;
 
 use common::*;
-use k8s_openapi::api::core::v1::{Namespace, NamespaceSpec, Service};
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, ObjectMeta, PostParams};
-use kube::discovery::{Discovery, Scope, verbs};
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use kube::api::Api;
 use plugin_helpers::*;
 use purelb_lab::{TestNamespace, shared, wait_for};
 
@@ -77,8 +76,13 @@ async fn uninstall_refuses_with_allocated_services_and_with_force_leaves_nothing
         let out = kubectl(lab, &["get", kind, "-o", "name"]);
         assert!(!out.contains("purelb"), "{kind} left: {out}");
     }
-    // No controller-manager in the lab: finish what the namespace controller would, then it is gone.
-    finish_namespace_deletion(&client, "purelb-system").await;
+    // The lab's kube-controller-manager empties the Terminating namespace and drops its finalizer.
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    wait_for("namespace purelb-system to be gone", Duration::from_secs(60), || async {
+        namespaces.get_opt("purelb-system").await.ok().flatten().is_none().then_some(())
+    })
+    .await
+    .unwrap();
     let (ok, out) = kubectl_try(lab, &["get", "namespace", "purelb-system"]);
     assert!(!ok && out.contains("NotFound"), "{out}");
 
@@ -87,40 +91,4 @@ async fn uninstall_refuses_with_allocated_services_and_with_force_leaves_nothing
     assert_eq!(again.code, 0, "{again:?}");
     assert!(again.out.contains("not found") && !again.out.contains(" deleted"), "{again:?}");
     ns.cleanup().await.unwrap();
-}
-
-/// What the namespace controller does for a Terminating namespace: delete what is in it, drop the
-/// `kubernetes` finalizer; then waits until the namespace is gone.
-async fn finish_namespace_deletion(client: &kube::Client, name: &str) {
-    let discovery = Discovery::new(client.clone()).run().await.unwrap();
-    for group in discovery.groups() {
-        for (resource, caps) in group.recommended_resources() {
-            if caps.scope != Scope::Namespaced || !caps.supports_operation(verbs::DELETE_COLLECTION) {
-                continue;
-            }
-            let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), name, &resource);
-            let _ = api
-                .delete_collection(
-                    &DeleteParams { grace_period_seconds: Some(0), ..DeleteParams::background() },
-                    &ListParams::default(),
-                )
-                .await;
-        }
-    }
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let finalized = Namespace {
-        metadata: ObjectMeta { name: Some(name.to_string()), ..Default::default() },
-        spec: Some(NamespaceSpec { finalizers: Some(Vec::new()) }),
-        ..Default::default()
-    };
-    match namespaces.replace_subresource("finalize", name, &PostParams::default(), &finalized).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 404 => return,
-        Err(e) => panic!("finalizing namespace {name}: {e}"),
-    }
-    wait_for(&format!("namespace {name} to be gone"), Duration::from_secs(30), || async {
-        namespaces.get_opt(name).await.ok().flatten().is_none().then_some(())
-    })
-    .await
-    .unwrap();
 }

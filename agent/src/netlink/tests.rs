@@ -158,6 +158,29 @@ fn add_tags_addresses_and_owned_lists_exactly_them() {
 }
 
 #[test]
+fn ipv6_service_addresses_are_deprecated_and_never_the_nodes_source() {
+    let ns = make_node();
+    let veth = ifindex(&ns, "veth-a");
+    ns.ip(&["addr", "add", "2001:db8:1::11/64", "dev", "veth-a", "nodad"]);
+    ns.run(|| async {
+        let nl = Netlink::new().unwrap();
+        nl.add(veth, ip("2001:db8:1::200"), 64).await.unwrap();
+    });
+    let v6 = ns.ip_json(&["-6", "addr", "show", "dev", "veth-a"]);
+    let info = v6[0]["addr_info"].as_array().unwrap();
+    let ours = info.iter().find(|a| a["local"] == "2001:db8:1::200").unwrap();
+    assert_eq!(ours["preferred_life_time"], 0, "{ours}");
+    assert_eq!(ours["valid_life_time"], u64::from(u32::MAX), "valid forever: {ours}");
+    // ::201 shares a longer prefix with the Service address than with the node's ::11, so the longest
+    // match rule alone would pick the Service address; deprecated, it is never chosen.
+    let route = ns.ip_json(&["-6", "route", "get", "2001:db8:1::201"]);
+    assert_eq!(route[0]["prefsrc"], "2001:db8:1::11", "{route}");
+    // And it still receives: the kernel holds it as a local address.
+    let local = ns.ip_json(&["-6", "route", "show", "table", "local", "2001:db8:1::200"]);
+    assert_eq!(local.as_array().map(Vec::len), Some(1), "{local}");
+}
+
+#[test]
 fn the_nodes_own_addresses_are_never_touched() {
     let ns = make_node();
     let veth = ifindex(&ns, "veth-a");

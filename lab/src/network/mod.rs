@@ -18,14 +18,22 @@
 //!   what it learns to its kernel table with equal routes merged (ECMP). The nodes run the shipped
 //!   `deploy/bird/bird.conf`, which announces every address on `kube-lb0`.
 //! - Every node also gets a Kubernetes Node object of its name, with its addresses and Ready.
+//! - On demand, for tests of the data path: pods without a kubelet, each in a namespace of its own behind
+//!   its node and running the echo server ([`Network::run_pod`], `pod.rs`), kube-proxy in every node
+//!   ([`Network::start_kube_proxies`], `kube_proxy.rs`) and a client behind the router
+//!   ([`Network::add_client`], `client.rs`). A network that uses none of them is as described above.
 //!
 //! Exposes [`Network`], [`NetworkConfig`], [`LabNode`], [`NodeAddress`], [`RouterRoute`], [`BgpSession`],
-//! and [`Sampler`] / [`Timeline`] (what the data plane did while a test ran).
+//! [`Sampler`] / [`Timeline`] (what the data plane did while a test ran), [`LabPod`], [`KubeProxies`],
+//! [`LabClient`] and its [`Prober`].
 
 mod bird;
+mod client;
+mod kube_proxy;
 mod netlink;
 mod netns;
 mod node;
+mod pod;
 mod relay;
 mod routes;
 mod sampler;
@@ -39,14 +47,19 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub use bird::{BgpSession, NODE_AS, ROUTER_AS};
+pub use client::{
+    CLIENT_IPV4, CLIENT_IPV6, CLIENT_ROUTER_IPV4, CLIENT_ROUTER_IPV6, EchoReply, Failure, LabClient, Probe,
+    ProbeConfig, ProbeReport, Prober,
+};
+pub use kube_proxy::{KubeProxies, KubeProxy};
 pub use node::{KUBE_LB0, LAN_INTERFACE, LabNode, NodeAddress};
+pub use pod::{ECHO_IMAGE, ECHO_PORT, LabPod, POD_CLUSTER_CIDR_V4, POD_CLUSTER_CIDR_V6};
 pub use routes::RouterRoute;
 pub use sampler::{Change, Holding, Sampler, TimedChange, Timeline};
 
 use self::netns::Namespaces;
 use self::relay::Relay;
 use self::tools::Tools;
-use crate::process::LOG_TAIL_LINES;
 use crate::{Child, ControlPlane, LabError, spawn_supervised};
 
 /// The control-plane relay's address on the LAN (the apiserver's certificate names it).
@@ -99,6 +112,13 @@ pub struct Network {
     control_plane: String,
     router: String,
     router_socket: PathBuf,
+    /// `plb-<pid>-<start>-<n>`: pods' and the client's namespaces are named under it, so the stale sweep
+    /// finds them with the network's own.
+    prefix: String,
+    /// Which pod addresses are taken, and whether the nodes route pod traffic yet (see `pod.rs`).
+    pods: pod::PodState,
+    /// Set while a [`LabClient`] of this network exists: there is one client address plan.
+    client_taken: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Network {
@@ -171,9 +191,10 @@ impl Network {
                 hint: e,
             })?;
         let mut lab_nodes = Vec::with_capacity(nodes.len());
-        for host in &nodes {
+        for (i, host) in nodes.iter().enumerate() {
             let (bird, bird_socket) = start_bird(&tools, &dir, host, &node_config).await?;
             lab_nodes.push(LabNode {
+                index: i + 1,
                 name: host.port.clone(),
                 netns: host.netns.clone(),
                 ipv4: host.ipv4,
@@ -197,6 +218,9 @@ impl Network {
             control_plane: control_plane.netns,
             router: router.netns,
             router_socket,
+            prefix: prefix.clone(),
+            pods: pod::PodState::default(),
+            client_taken: Default::default(),
         };
         let client = cp.admin_client().await?;
         futures::future::try_join_all(network.nodes.iter().map(|n| node::apply_node_object(&client, n)))
@@ -344,13 +368,7 @@ impl Network {
         loop {
             for bird in std::iter::once(&self.router_bird).chain(self.nodes.iter().map(LabNode::bird)) {
                 if let Some(status) = bird.try_wait()? {
-                    return Err(LabError::ProcessExited {
-                        process: bird.name().to_owned(),
-                        status,
-                        during: "while the lab network was starting".to_owned(),
-                        log: bird.log_path().to_owned(),
-                        tail: bird.log_tail(LOG_TAIL_LINES),
-                    });
+                    return Err(bird.exited(status, "while the lab network was starting"));
                 }
             }
             let last = match self.bgp_sessions().await {
@@ -365,13 +383,7 @@ impl Network {
                 Err(e) => e.to_string(),
             };
             if began.elapsed() >= SESSIONS_TIMEOUT {
-                return Err(LabError::NotReady {
-                    process: self.router_bird.name().to_owned(),
-                    waited: SESSIONS_TIMEOUT,
-                    last,
-                    log: self.router_bird.log_path().to_owned(),
-                    tail: self.router_bird.log_tail(LOG_TAIL_LINES),
-                });
+                return Err(self.router_bird.not_ready(SESSIONS_TIMEOUT, last));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -403,8 +415,13 @@ fn node_ipv4(i: usize) -> Ipv4Addr {
 
 /// `2001:db8:0:1::11` for node 1: the last group reads like the IPv4 address's last byte.
 fn node_ipv6(i: usize) -> Ipv6Addr {
-    let last = u16::from_str_radix(&(10 + i).to_string(), 16).unwrap_or(u16::MAX);
-    Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, last)
+    Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, reads_as_decimal(10 + i))
+}
+
+/// The IPv6 group whose hex digits are `n`'s decimal digits (`11` -> `0x11`), so IPv6 addresses read like
+/// their IPv4 twins; `u16::MAX` when `n` has more than 4 digits.
+pub(crate) fn reads_as_decimal(n: usize) -> u16 {
+    u16::from_str_radix(&n.to_string(), 16).unwrap_or(u16::MAX)
 }
 
 /// Kernel settings, then the bridge and one veth per host into it, then each host's addresses and routes.
@@ -446,7 +463,14 @@ fn host_sysctls(role: Role) -> Vec<&'static str> {
     ];
     match role {
         Role::ControlPlane => {}
-        Role::Router => settings.extend(["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"]),
+        // ECMP over the nodes hashes on the 5-tuple, as routers in front of clusters do: one client's
+        // connections spread over every node that announces a route.
+        Role::Router => settings.extend([
+            "net.ipv4.ip_forward=1",
+            "net.ipv6.conf.all.forwarding=1",
+            "net.ipv4.fib_multipath_hash_policy=1",
+            "net.ipv6.fib_multipath_hash_policy=1",
+        ]),
         // Programs may bind Service addresses before (or while) they are on kube-lb0.
         Role::Node => settings.extend(["net.ipv4.ip_nonlocal_bind=1", "net.ipv6.ip_nonlocal_bind=1"]),
     }

@@ -191,14 +191,29 @@ where
     T: Send + 'static,
     F: FnOnce() -> io::Result<T> + Send + 'static,
 {
+    let thread = spawn_in_netns(name, "purelb-lab-netns", f)?;
+    thread.join().map_err(|_| io::Error::other("the thread that entered the network namespace panicked"))?
+}
+
+/// Like [`in_netns`], without waiting: `f` runs on a new thread named `thread_name` that has entered the
+/// named network namespace (failing with an error when it cannot), and the handle is returned at once.
+pub(crate) fn spawn_in_netns<T, F>(
+    name: &str,
+    thread_name: &str,
+    f: F,
+) -> io::Result<std::thread::JoinHandle<io::Result<T>>>
+where
+    T: Send + 'static,
+    F: FnOnce() -> io::Result<T> + Send + 'static,
+{
     let path: PathBuf = Path::new(NETNS_DIR).join(name);
-    let thread = std::thread::Builder::new().name("purelb-lab-netns".to_owned()).spawn(move || {
-        let namespace = File::open(&path)?;
+    std::thread::Builder::new().name(thread_name.to_owned()).spawn(move || {
+        let namespace = File::open(&path)
+            .map_err(|e| io::Error::new(e.kind(), format!("opening {}: {e}", path.display())))?;
         nix::sched::setns(&namespace, CloneFlags::CLONE_NEWNET)
             .map_err(|e| io::Error::other(format!("entering {}: {e}", path.display())))?;
         f()
-    })?;
-    thread.join().map_err(|_| io::Error::other("the thread that entered the network namespace panicked"))?
+    })
 }
 
 #[cfg(test)]

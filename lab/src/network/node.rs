@@ -28,6 +28,8 @@ pub const KUBE_LB0: &str = "kube-lb0";
 /// A node of the lab: `node1`, `node2`, ... (also its Kubernetes Node's name).
 #[derive(Debug)]
 pub struct LabNode {
+    /// `i` of `node<i>`: picks its LAN addresses and its pods' CIDRs.
+    pub(crate) index: usize,
     pub(crate) name: String,
     pub(crate) netns: String,
     pub(crate) ipv4: Ipv4Addr,

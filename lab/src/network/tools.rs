@@ -122,7 +122,7 @@ where
 }
 
 /// The absolute path of `name`, from `$PATH` or the usual system directories.
-fn find(name: &str, package: &str) -> Result<PathBuf, LabError> {
+pub(crate) fn find(name: &str, package: &str) -> Result<PathBuf, LabError> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain(EXTRA_DIRS.iter().map(PathBuf::from))

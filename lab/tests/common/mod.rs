@@ -1,8 +1,11 @@
-//! Helpers shared by the allocator e2e tests: install PureLB's manifests from deploy/, run the allocator
-//! as its own ServiceAccount, build Services and ServiceGroups, and read back what PureLB wrote.
+//! Helpers shared by the lab's e2e tests: install PureLB's manifests from deploy/, run the allocator and
+//! agents as their own ServiceAccounts, build Services and ServiceGroups, read back what PureLB wrote,
+//! and read where the lab network's nodes and router put each address.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::TcpListener;
+pub mod traffic;
+
+use std::net::{IpAddr, TcpListener};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -294,6 +297,34 @@ pub fn spawn_agent(
     Agent { node: node.to_string(), child, admin: format!("127.0.0.1:{port}") }
 }
 
+/// Starts an agent with text logs on each of `nodes` and waits until every one is ready.
+pub async fn start_agents(lab: &ControlPlane, net: &purelb_lab::Network, nodes: &[&str]) -> Vec<Agent> {
+    let mut agents = Vec::new();
+    for n in nodes {
+        agents.push(start_agent(lab, net, n, &["--log-format=text"]).await);
+    }
+    for a in &agents {
+        wait_agent_ready(a).await;
+    }
+    agents
+}
+
+/// A lab network with the allocator and an agent on each node, all ready.
+pub struct Cluster {
+    pub net: purelb_lab::Network,
+    pub allocator: Allocator,
+    pub agents: Vec<Agent>,
+}
+
+/// Starts the allocator (as `identity`), a network of `nodes` and an agent on each node.
+pub async fn start_cluster(lab: &ControlPlane, identity: &str, nodes: &[&str]) -> Cluster {
+    let allocator = start_allocator(lab, identity, &[], true).await;
+    let config = purelb_lab::NetworkConfig { nodes: nodes.len() };
+    let net = purelb_lab::Network::create(lab, config).await.expect("network");
+    let agents = start_agents(lab, &net, nodes).await;
+    Cluster { net, allocator, agents }
+}
+
 /// Waits until the agent reports its first reconcile (the moment it turns /readyz on; its admin server
 /// listens inside the node's namespace, out of the test's reach, so its log line is the signal).
 pub async fn wait_agent_ready(agent: &Agent) {
@@ -415,4 +446,33 @@ impl Drop for Capture {
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.file);
     }
+}
+
+/// The router's next hops for `dst` (a BIRD route), sorted.
+pub async fn route_nexthops(net: &purelb_lab::Network, dst: &str) -> Vec<IpAddr> {
+    let mut hops = net
+        .router_routes()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.dst == dst)
+        .map(|r| r.nexthops)
+        .unwrap_or_default();
+    hops.sort();
+    hops
+}
+
+/// Waits until the router routes `dst` via exactly `want`.
+pub async fn wait_route(net: &purelb_lab::Network, dst: &str, want: &[&str]) {
+    let mut want: Vec<IpAddr> = want.iter().map(|s| s.parse().unwrap()).collect();
+    want.sort();
+    wait_for(&format!("router route {dst} via {want:?}"), Duration::from_secs(30), || {
+        let want = want.clone();
+        async move {
+            let got = route_nexthops(net, dst).await;
+            if got == want { Ok(()) } else { Err(format!("via {got:?}")) }
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
 }
