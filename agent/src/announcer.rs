@@ -64,7 +64,8 @@ use crate::k8s::{ReportWrite, Writer};
 use crate::lease::{NodeLeases, Renewal};
 use crate::metrics::ConflictAction;
 use crate::metrics::Metrics;
-use crate::netlink::{Netlink, NetlinkError};
+use crate::netlink::Netlink;
+use crate::shutdown::Handover;
 use purelb_core::announce::facts;
 use purelb_core::announce::report::{self, ServiceReport};
 
@@ -932,7 +933,7 @@ impl Announcer {
 }
 
 /// `aa:bb:cc:dd:ee:ff`.
-fn format_mac(mac: &[u8; 6]) -> String {
+pub(crate) fn format_mac(mac: &[u8; 6]) -> String {
     mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
@@ -940,73 +941,8 @@ impl Announcer {
     /// What a graceful stop hands over: the local addresses in place and the conflict listeners that
     /// will hear their next holders.
     fn handover(&mut self, sighted: mpsc::Receiver<Sighting>) -> Handover {
-        Handover { pending: self.local_held.clone(), sighted, listeners: std::mem::take(&mut self.listeners) }
+        Handover::new(self.local_held.clone(), sighted, std::mem::take(&mut self.listeners))
     }
-}
-
-// === Handover ===
-
-/// The local addresses a stopping agent still holds, and its conflict listeners on their LAN
-/// interfaces. Make before break: the agent gives up its Lease, the other nodes elect the next holder
-/// of each address, and that node's gratuitous ARP / NA moves the LAN's traffic to it; only then does
-/// this node withdraw. The neighbours never see the address unanswered.
-pub struct Handover {
-    pending: BTreeSet<IpAddr>,
-    sighted: mpsc::Receiver<Sighting>,
-    listeners: BTreeMap<String, tokio::task::JoinHandle<()>>,
-}
-
-impl Handover {
-    /// How many local addresses wait for their next holder.
-    pub fn pending(&self) -> usize {
-        self.pending.len()
-    }
-
-    /// Waits until another MAC announced each pending address, or `timeout`; returns the addresses
-    /// nobody claimed in time (no other node can hold them, or the others cannot hear the API).
-    pub async fn wait(mut self, timeout: Duration) -> BTreeSet<IpAddr> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        let began = Instant::now();
-        while !self.pending.is_empty() {
-            match tokio::time::timeout_at(deadline, self.sighted.recv()).await {
-                Ok(Some(s)) => {
-                    if self.pending.remove(&s.ip) {
-                        tracing::info!(
-                            ip = %s.ip,
-                            mac = %format_mac(&s.mac),
-                            interface = %s.interface,
-                            after = ?began.elapsed(),
-                            "handed over: another node announces it"
-                        );
-                    }
-                }
-                Ok(None) | Err(_) => break,
-            }
-        }
-        for listener in self.listeners.values() {
-            listener.abort();
-        }
-        self.pending
-    }
-}
-
-/// Deletes every address the agent owns (SIGTERM). Returns how many were deleted.
-pub async fn withdraw(netlink: &Netlink) -> Result<usize, NetlinkError> {
-    let owned = netlink.owned().await?;
-    let targets: Vec<(u32, IpAddr, u8)> = owned.iter().map(|o| (o.index, o.address, o.prefix_len)).collect();
-    let mut n = 0;
-    for (o, result) in owned.iter().zip(netlink.delete_many(&targets).await?) {
-        match result {
-            Ok(()) => {
-                n += 1;
-                tracing::info!(ip = %o.address, interface = %o.interface, "withdrew address");
-            }
-            Err(e) => {
-                tracing::warn!(ip = %o.address, interface = %o.interface, error = %e, "could not withdraw")
-            }
-        }
-    }
-    Ok(n)
 }
 
 // === Cache ===

@@ -8,8 +8,9 @@
 //!
 //! Shutdown (SIGTERM), make before break: stop reconciling, delete the node Lease (the others elect new
 //! holders at once on its deletion), keep each local address until another node's gratuitous ARP / NA
-//! for it is heard (at most `--handover-timeout-ms`), then withdraw every address the agent owns and
-//! exit. A second signal exits at once.
+//! for it is heard (at most `--handover-timeout-ms`), then withdraw the local addresses and, only when
+//! PureLB is being uninstalled (the DaemonSet gone or being deleted), the routed ones too (`shutdown`);
+//! then exit. A second signal exits at once.
 //!
 //! Timing defaults: the Lease lasts 4 s and is renewed every 2 s, so a node that vanishes loses its
 //! addresses after at most 4 s (+ the 250 ms liveness tick and the watch latency): under 5 s; and each
@@ -24,6 +25,7 @@ mod k8s;
 mod lease;
 mod metrics;
 mod netlink;
+mod shutdown;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -31,6 +33,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use futures::StreamExt;
+use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -72,6 +75,10 @@ struct Args {
     /// next holder's gratuitous ARP / NA, milliseconds.
     #[arg(long, default_value_t = 3000)]
     handover_timeout_ms: u64,
+    /// The agent's own DaemonSet (in --namespace): on SIGTERM, routed addresses are withdrawn only if
+    /// it is gone or being deleted (an uninstall); otherwise the next agent adopts them.
+    #[arg(long, default_value = "purelb-agent")]
+    daemonset: String,
     /// Services whose report is written concurrently.
     #[arg(long, default_value_t = 16)]
     write_concurrency: usize,
@@ -176,21 +183,34 @@ async fn main() -> Result<()> {
         tracing::warn!("the Lease renewer did not stop in time");
     }
     lease::delete(&leases, &node, Duration::from_secs(5)).await;
-    // Keep each local address until its next holder announces it, then withdraw everything.
-    let result = match outcome {
-        Ok(handover) => {
-            if handover.pending() > 0 {
-                let unclaimed = handover.wait(Duration::from_millis(args.handover_timeout_ms)).await;
-                if !unclaimed.is_empty() {
-                    tracing::warn!(addresses = ?unclaimed, "no other node announced these in time; withdrawing them anyway");
-                }
+    // Keep each local address until its next holder announces it; routed ones stay unless PureLB is
+    // being uninstalled (see `shutdown`).
+    let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), &args.namespace);
+    let departure = shutdown::read_departure(&daemonsets, &args.daemonset, Duration::from_secs(3)).await;
+    let (result, local) = match outcome {
+        Ok(mut handover) => {
+            let unclaimed = handover.wait(Duration::from_millis(args.handover_timeout_ms)).await;
+            if !unclaimed.is_empty() {
+                tracing::warn!(addresses = ?unclaimed, "no other node announced these in time; withdrawing them anyway");
             }
-            Ok(())
+            (Ok(()), Some(handover.local().clone()))
         }
-        Err(e) => Err(e),
+        // The loop failed: nothing is known about what is local; withdraw everything.
+        Err(e) => (Err(e), None),
     };
-    match announcer::withdraw(&netlink).await {
-        Ok(n) => tracing::info!(addresses = n, "withdrew every address"),
+    let only = match (&departure, &local) {
+        (shutdown::Departure::Restart(why), Some(local)) => {
+            tracing::info!(reason = %why, "restarting, not uninstalling: routed addresses stay for the next agent");
+            Some(local)
+        }
+        (shutdown::Departure::Uninstall(why), _) => {
+            tracing::info!(reason = %why, "uninstalling: withdrawing every address");
+            None
+        }
+        (_, None) => None,
+    };
+    match shutdown::withdraw(&netlink, only).await {
+        Ok(n) => tracing::info!(addresses = n, "withdrew addresses"),
         Err(e) => tracing::error!(error = %e, "could not list our addresses to withdraw them"),
     }
     result

@@ -1,7 +1,9 @@
 //! The README's first command, end to end: `purelb-lab up` (what `scripts/lab-up.sh` execs after
 //! building) brings up its own control plane, three nodes and a router, installs PureLB with
 //! `kubectl purelb install`, gives the seed's `echoserver-service` an address from the `default` group,
-//! prints `kubectl purelb explain` for it and the commands to look around; every printed command works
+//! prints the answer a client behind the router got from an echoserver pod through that address (and the
+//! `curl` that gets it), `kubectl purelb explain` for it and the commands to look around; every printed
+//! command works
 //! (the kubeconfig, `ip netns exec <node>`, the router's `birdc` socket), the address is on `kube-lb0` of
 //! all three nodes and the router routes it via all three; SIGTERM stops everything and removes the lab's
 //! network namespaces. Without root, `scripts/lab-up.sh` and `purelb-lab up` say they need it and stop.
@@ -49,6 +51,7 @@ fn read_until_up(lines: &mpsc::Receiver<String>, timeout: Duration) -> Printed {
     let kubeconfig = after("export KUBECONFIG=").pop().expect("no `export KUBECONFIG=` line");
     let node_netns: Vec<String> = after("ip netns exec ")
         .iter()
+        .filter(|rest| rest.contains("ip addr show"))
         .filter_map(|rest| rest.split_whitespace().next().map(str::to_owned))
         .collect();
     let router_socket = after("birdc -s ")
@@ -118,6 +121,9 @@ fn lab_up_serves_the_echoserver_and_tears_down_on_sigterm() {
         "==> kubectl purelb explain service/echoserver-service",
         "kubectl purelb explain service/echoserver-service",
         "get svc -A",
+        // A real request from the client behind the router, through BGP and kube-proxy, to a pod.
+        &format!("curl -s http://{ADDRESS}/"),
+        "  answered by pod echoserver-",
     ] {
         assert!(p.contains(must), "`{must}` missing from what purelb-lab up printed:\n{p}");
     }

@@ -1,9 +1,11 @@
 //! `purelb-lab up`: a PureLB playground on one machine. Starts the lab's control plane (real etcd and
 //! kube-apiserver) and a 3-node network (namespaces on a LAN bridge, BIRD on every node and on a router),
 //! installs PureLB with the real `kubectl purelb install`, runs the allocator as the ServiceAccount install
-//! created and one agent inside each node, creates the `default` ServiceGroup and the seed's echoserver
-//! Service, prints `kubectl purelb explain` for it and how to look around, then runs until SIGINT/SIGTERM,
-//! which stops everything and deletes the lab's network namespaces. Needs root (network namespaces).
+//! created and one agent inside each node, kube-proxy (nftables) on every node, two echoserver pods and a
+//! client behind the router; creates the `default` ServiceGroup and the seed's echoserver Service, sends
+//! a request from the client to the Service's address and prints the answer and the `curl` that gets it,
+//! prints `kubectl purelb explain` for it and how to look around, then runs until SIGINT/SIGTERM, which
+//! stops everything and deletes the lab's network namespaces. Needs root (network namespaces).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -75,6 +77,16 @@ async fn up() -> Result<()> {
     let allocator = start_allocator(&cp).await?;
     step("starting one agent per node (as the purelb-agent ServiceAccount)");
     let agents = start_agents(&cp, &net).await?;
+    step("starting kube-proxy (nftables) on every node, two echoserver pods, a client behind the router");
+    let proxies = net.start_kube_proxies(&cp).await.context("starting kube-proxy")?;
+    let admin = cp.admin_client().await?;
+    let mut pods = Vec::new();
+    for (i, node) in ["node1", "node2"].iter().enumerate() {
+        let name = format!("echoserver-{}", i + 1);
+        let pod = net.run_pod(&cp, &admin, "default", &name, node, &[("app", "echoserver")]).await?;
+        pods.push(pod);
+    }
+    let outside = net.add_client().await.context("adding the client")?;
 
     let root = workspace_root();
     step("creating the default ServiceGroup and the echoserver Service");
@@ -90,8 +102,18 @@ async fn up() -> Result<()> {
     .await
     .map_err(|e| anyhow::anyhow!("{e}\n--- allocator log ---\n{}", allocator.log_tail(30)))?;
     println!("Service default/{SERVICE} got {address}");
-    // Give the agents a moment to announce it, so explain shows who does.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    step(&format!("a request from the client behind the router to http://{address}/"));
+    let to = std::net::SocketAddr::new(address.parse().context("the Service's address")?, 80);
+    let reply = wait_for(&format!("an answer from {to}"), Duration::from_secs(60), || {
+        outside.http_get(to, Duration::from_secs(1))
+    })
+    .await?;
+    println!("  ip netns exec {} curl -s http://{address}/", outside.netns());
+    println!(
+        "  answered by pod {} on {} (it saw the request come from {}, port {})",
+        reply.pod, reply.node, reply.client, reply.port
+    );
 
     step(&format!("kubectl purelb explain service/{SERVICE}"));
     print!("{}", plugin(&cp, &["explain", &format!("service/{SERVICE}"), "-n", "default"])?);
@@ -100,6 +122,13 @@ async fn up() -> Result<()> {
     wait_for_signal().await?;
 
     println!("\n==> stopping: agents, allocator, network namespaces, control plane");
+    drop(outside);
+    for pod in pods {
+        if let Err(e) = pod.delete().await {
+            eprintln!("purelb-lab: {e}");
+        }
+    }
+    drop(proxies);
     drop(agents);
     drop(allocator);
     drop(net);
@@ -180,8 +209,9 @@ fn print_how_to_play(cp: &ControlPlane, net: &Network) {
     }
     println!("  birdc -s {} show route   # the router's BGP routes", router_socket(net).display());
     println!(
-        "\nThe lab has no kubelet: the allocator and the agents run as processes, so `kubectl purelb status`\n\
-         shows the Deployment and the DaemonSet without pods; the Leases, pools and Services are real."
+        "\nThe lab has no kubelet or scheduler: the allocator, the agents, kube-proxy and the echo pods run as\n\
+         processes (the lab writes the pods' status), so `kubectl purelb status` shows the Deployment and\n\
+         the DaemonSet with no ready pod; the Leases, pools, Services and EndpointSlices are real."
     );
     println!("Logs: {}/*.log", cp.dir().display());
     println!(

@@ -3,6 +3,7 @@
 //! and read where the lab network's nodes and router put each address.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod failover;
 pub mod traffic;
 
 use std::net::{IpAddr, TcpListener};

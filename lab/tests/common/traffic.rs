@@ -83,7 +83,7 @@ pub fn router_neighbour(net: &Network, ip: &str) -> Option<String> {
     entries.get(0)?.get("lladdr")?.as_str().map(str::to_owned)
 }
 
-/// Runs an echo pod labelled `app=<app>` on each of `nodes`, named `<app>-<node>`.
+/// Runs an echo pod labelled `app=<app>` and `node=<node>` on each of `nodes`, named `<app>-<node>`.
 pub async fn run_pods(
     lab: &ControlPlane,
     net: &Network,
@@ -95,7 +95,8 @@ pub async fn run_pods(
     let mut pods = Vec::new();
     for node in nodes {
         let name = format!("{app}-{node}");
-        pods.push(net.run_pod(lab, client, ns, &name, node, &[("app", app)]).await.expect("pod"));
+        let labels = [("app", app), ("node", node)];
+        pods.push(net.run_pod(lab, client, ns, &name, node, &labels).await.expect("pod"));
     }
     pods
 }

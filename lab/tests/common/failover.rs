@@ -1,0 +1,209 @@
+//! Failover as the client sees it: faults applied to a running [`DataPath`] while the client sends a
+//! request every 10 ms to a local and a routed address, and what it got back. Shared by the
+//! `data_path_failover` tests (which assert) and the `failover` bench (which repeats and counts).
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{Api, Patch, PatchParams};
+use purelb_lab::{ControlPlane, LabPod, ProbeConfig, ProbeReport, TestNamespace, wait_for};
+
+use super::traffic::{DataPath, at, echo_service, elected, run_pods, wait_endpoints, wait_settled};
+use super::{create, create_group, group, holders, ingress, start_agent, wait_agent_ready, wait_ingress};
+
+/// How long an abruptly lost node may take to lose its local address, client side: the agent's
+/// documented bound (Lease 4 s, +250 ms tick and watch latency: under 5 s) plus the client's own
+/// retransmission (a SYN lost just before the takeover is retried a second later) and a slow machine.
+pub const LOST_NODE_BOUND: Duration = Duration::from_secs(8);
+
+/// What a fault is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// SIGTERM of the agent on the local address's holder, then that agent started again.
+    Sigterm,
+    /// The holder's LAN cable pulled and its agent SIGKILLed; measured until the address moved (the
+    /// node and its agent come back afterwards, outside the measurement).
+    KillAndCut,
+    /// Every agent, one after the other: SIGTERM, start again, ready.
+    RollingRestart,
+    /// kube-apiserver paused (SIGSTOP) this long, then resumed.
+    ApiPause(Duration),
+}
+
+/// One namespace with two echo pods (one per node), a local and a routed Service for them.
+pub struct Targets {
+    pub ns: TestNamespace,
+    pub local: String,
+    pub routed: String,
+    pub pods: Vec<LabPod>,
+}
+
+impl Targets {
+    /// `(local, routed)` on port 80.
+    pub fn addresses(&self) -> [SocketAddr; 2] {
+        [at(&self.local, 80), at(&self.routed, 80)]
+    }
+
+    pub async fn cleanup(self) {
+        for pod in self.pods {
+            pod.delete().await.unwrap();
+        }
+        self.ns.cleanup().await.unwrap();
+    }
+}
+
+/// Creates the namespace `prefix-…`, its pods, groups `<prefix>-local` (`local_pool` on the LAN) and
+/// `<prefix>-routed` (`routed_pool` as /32s) and Services, and waits until both addresses answer
+/// steadily.
+pub async fn targets(
+    lab: &ControlPlane,
+    dp: &DataPath,
+    prefix: &str,
+    local_pool: &str,
+    routed_pool: &str,
+) -> Targets {
+    let client = lab.admin_client().await.unwrap();
+    let ns = TestNamespace::new(&client, prefix).await.unwrap();
+    let nodes: Vec<&str> = dp.agents.iter().map(|a| a.node.as_str()).collect();
+    let pods = run_pods(lab, &dp.net, &client, ns.name(), "echo", &nodes).await;
+    create_group(&client, ns.name(), &group("fo-local", Some(("192.0.2.0/24", local_pool, "default")), None))
+        .await;
+    create_group(&client, ns.name(), &group("fo-routed", Some(("203.0.113.0/24", routed_pool, "/32")), None))
+        .await;
+    let api: Api<Service> = Api::namespaced(client.clone(), ns.name());
+    create(&api, &echo_service("local", 80, "fo-local", "echo", &[], "")).await;
+    create(&api, &echo_service("routed", 80, "fo-routed", "echo", &[], "")).await;
+    let local = ingress(&wait_ingress(&api, "local", 1).await)[0].clone();
+    let routed = ingress(&wait_ingress(&api, "routed", 1).await)[0].clone();
+    let all: Vec<&LabPod> = pods.iter().collect();
+    wait_endpoints(&client, ns.name(), "local", &all, false).await;
+    wait_endpoints(&client, ns.name(), "routed", &all, false).await;
+    elected(&dp.net, &local).await;
+    for to in [at(&local, 80), at(&routed, 80)] {
+        wait_settled(&dp.client, to).await;
+    }
+    Targets { ns, local, routed, pods }
+}
+
+/// What the client saw during one fault: one report per address, and where the local one went.
+#[derive(Debug)]
+pub struct Outcome {
+    pub local: ProbeReport,
+    pub routed: ProbeReport,
+    pub holder_before: String,
+    pub holder_after: String,
+    /// From the fault until the local address was on another node (faults that move it).
+    pub moved_after: Option<Duration>,
+}
+
+/// Applies `fault` while probing both addresses; returns what the client saw. Leaves every agent
+/// running and every node connected, as found.
+pub async fn apply(lab: &ControlPlane, dp: &mut DataPath, t: &Targets, fault: Fault) -> Outcome {
+    let config =
+        ProbeConfig { max_requests: 20_000, max_duration: Duration::from_secs(150), ..Default::default() };
+    let [local_to, routed_to] = t.addresses();
+    let holder_before = elected(&dp.net, &t.local).await;
+    if fault == Fault::KillAndCut {
+        // The lost node's own pods stay Ready in their EndpointSlices (no kubelet reports, and a real
+        // node controller waits 40 s): what reaches them fails whoever carries the address. The
+        // Services select only the other nodes' pods, so what fails is the address's outage.
+        only_pods_off(lab, t, &holder_before, dp).await;
+    }
+    let probers =
+        [dp.client.probe(local_to, config.clone()).unwrap(), dp.client.probe(routed_to, config).unwrap()];
+    // A second of steady traffic first, so every report starts answered.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let began = Instant::now();
+    let (mut moved_after, mut moved_to) = (None, None);
+    match fault {
+        Fault::Sigterm => {
+            let i = index_of(dp, &holder_before);
+            dp.cluster.agents[i].child.terminate().await.unwrap();
+            moved_to = Some(wait_moved(dp, &t.local, &holder_before).await);
+            moved_after = Some(began.elapsed());
+            restart(lab, dp, i).await;
+        }
+        Fault::KillAndCut => {
+            let i = index_of(dp, &holder_before);
+            let node = dp.net.node(&holder_before).unwrap();
+            node.set_link(false).await.unwrap();
+            dp.cluster.agents[i].child.kill().unwrap();
+            moved_to = Some(wait_moved(dp, &t.local, &holder_before).await);
+            moved_after = Some(began.elapsed());
+        }
+        Fault::RollingRestart => {
+            for i in 0..dp.agents.len() {
+                dp.cluster.agents[i].child.terminate().await.unwrap();
+                restart(lab, dp, i).await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+        Fault::ApiPause(pause) => {
+            lab.pause_apiserver().unwrap();
+            tokio::time::sleep(pause).await;
+            lab.resume_apiserver().unwrap();
+            // More than a Lease duration for every agent to renew and judge again.
+            tokio::time::sleep(Duration::from_secs(6)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let [local, routed] = probers;
+    let (local, routed) = (local.stop().await.unwrap(), routed.stop().await.unwrap());
+    // A lost node keeps its address (its agent is gone, its cable out): the new holder is the other one.
+    let holder_after = match moved_to {
+        Some(node) if fault == Fault::KillAndCut => node,
+        _ => elected(&dp.net, &t.local).await,
+    };
+    if fault == Fault::KillAndCut {
+        // Back as found: the cable in, a new agent, and both addresses answering again.
+        dp.net.node(&holder_before).unwrap().set_link(true).await.unwrap();
+        restart(lab, dp, index_of(dp, &holder_before)).await;
+        for to in t.addresses() {
+            wait_settled(&dp.client, to).await;
+        }
+    }
+    Outcome { local, routed, holder_before, holder_after, moved_after }
+}
+
+/// Narrows both Services' selectors to the pods not on `node`, and waits until they answer steadily.
+async fn only_pods_off(lab: &ControlPlane, t: &Targets, node: &str, dp: &DataPath) {
+    let client = lab.admin_client().await.unwrap();
+    let api: Api<Service> = Api::namespaced(client.clone(), t.ns.name());
+    let others: Vec<&LabPod> = t.pods.iter().filter(|p| p.node() != node).collect();
+    let other = others.first().map(|p| p.node().to_owned()).expect("a pod on another node");
+    for service in ["local", "routed"] {
+        let patch = serde_json::json!({"spec": {"selector": {"app": "echo", "node": other}}});
+        api.patch(service, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+        wait_endpoints(&client, t.ns.name(), service, &others, false).await;
+    }
+    for to in t.addresses() {
+        wait_settled(&dp.client, to).await;
+    }
+}
+
+fn index_of(dp: &DataPath, node: &str) -> usize {
+    dp.agents.iter().position(|a| a.node == node).unwrap_or_else(|| panic!("no agent on {node}"))
+}
+
+/// Starts agent `i` again on its node and waits until it is ready.
+async fn restart(lab: &ControlPlane, dp: &mut DataPath, i: usize) {
+    let node = dp.agents[i].node.clone();
+    let agent = start_agent(lab, &dp.net, &node, &["--log-format=text"]).await;
+    wait_agent_ready(&agent).await;
+    dp.cluster.agents[i] = agent;
+}
+
+/// Waits (at most 30 s, polling at least every 50 ms) until a node other than `from` holds `ip` on its
+/// LAN; returns that node.
+async fn wait_moved(dp: &DataPath, ip: &str, from: &str) -> String {
+    wait_for(&format!("{ip} to move off {from}"), Duration::from_secs(30), || async {
+        let held = holders(&dp.net, ip).await;
+        held.into_iter()
+            .find(|(node, interface, _)| node != from && interface == "eth0")
+            .map(|(node, _, _)| node)
+    })
+    .await
+    .unwrap()
+}
