@@ -1,5 +1,6 @@
 //! The agent's configuration, read from the `LBNodeAgent` in the install namespace, and the choice of
-//! the LAN interface it implies. Pure: no I/O.
+//! the LAN interface it implies. Pure: no I/O. Reading the LBNodeAgent itself (trimming, the anchored
+//! pattern, the defaults) is `purelb_core::announce::settings`, shared with `kubectl purelb`.
 //!
 //! - Which LBNodeAgent: the one named `default`; else the first by name; none at all = the defaults
 //!   (`localint: default`, `extlbint: kube-lb0`, `sendgarp: true`).
@@ -13,106 +14,10 @@
 //! - The LAN subnets are the LAN interface's global addresses that the agent did not add (IFA_PROTO),
 //!   host bits masked, IPv4 and IPv6.
 
-use std::fmt;
-
-use purelb_core::api::{LBNodeAgent, LBNodeAgentLocal};
+pub use purelb_core::announce::settings::{AgentConfig, LocalInt};
 use purelb_core::pool::Subnet;
-use regex::Regex;
 
 use crate::netlink::LinkInfo;
-
-/// How the LAN interface is chosen.
-#[derive(Clone, Debug)]
-pub enum LocalInt {
-    /// The default route's interface.
-    DefaultRoute,
-    /// The interfaces whose whole name matches.
-    Pattern {
-        /// The pattern as written in the LBNodeAgent.
-        source: String,
-        /// The anchored, compiled pattern.
-        regex: Regex,
-    },
-}
-
-impl PartialEq for LocalInt {
-    fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (Self::DefaultRoute, Self::DefaultRoute) => true,
-            (Self::Pattern { source: a, .. }, Self::Pattern { source: b, .. }) => a == b,
-            _ => false,
-        }
-    }
-}
-
-impl fmt::Display for LocalInt {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::DefaultRoute => f.write_str("default (the default route's interface)"),
-            Self::Pattern { source, .. } => write!(f, "^(?:{source})$"),
-        }
-    }
-}
-
-/// The agent's settings.
-#[derive(Clone, Debug, PartialEq)]
-pub struct AgentConfig {
-    /// How the LAN interface is chosen.
-    pub localint: LocalInt,
-    /// The interface non-local addresses go to.
-    pub extlbint: String,
-    /// Send GARP / unsolicited NA when this node takes up a local address.
-    pub sendgarp: bool,
-}
-
-impl Default for AgentConfig {
-    fn default() -> Self {
-        // Unwrap-free: the defaults of the CRD type are the defaults of the agent.
-        Self::from_local(&LBNodeAgentLocal::default()).unwrap_or(AgentConfig {
-            localint: LocalInt::DefaultRoute,
-            extlbint: "kube-lb0".into(),
-            sendgarp: true,
-        })
-    }
-}
-
-/// A `localint` that is not a usable regular expression (the API server's CEL rule checks with Go's
-/// RE2, which accepts a few things Rust's `regex` does not, such as `\Q...\E`).
-#[derive(Debug, thiserror::Error)]
-#[error("localint {pattern:?} is not a regular expression: {reason}")]
-pub struct ConfigError {
-    /// The pattern as written.
-    pub pattern: String,
-    /// The parser's complaint, on one line.
-    pub reason: String,
-}
-
-// === impl AgentConfig ===
-
-impl AgentConfig {
-    /// The configuration an LBNodeAgent's `spec.local` asks for (None = the defaults).
-    pub fn from_local(local: &LBNodeAgentLocal) -> Result<AgentConfig, ConfigError> {
-        let localint = match local.localint.trim() {
-            "default" => LocalInt::DefaultRoute,
-            pattern => LocalInt::Pattern {
-                source: pattern.to_string(),
-                regex: Regex::new(&format!("^(?:{pattern})$")).map_err(|e| ConfigError {
-                    pattern: pattern.to_string(),
-                    reason: e.to_string().split_whitespace().collect::<Vec<_>>().join(" "),
-                })?,
-            },
-        };
-        Ok(AgentConfig { localint, extlbint: local.extlbint.trim().to_string(), sendgarp: local.sendgarp })
-    }
-
-    /// The configuration of `agent` (defaults when it has no `spec.local`).
-    pub fn from_agent(agent: &LBNodeAgent) -> Result<AgentConfig, ConfigError> {
-        match &agent.spec.local {
-            Some(local) => Self::from_local(local),
-            None => Ok(AgentConfig::default()),
-        }
-    }
-}
 
 /// The LAN interface `localint` selects among `links`; `default_route` is the default route's
 /// interface. The error says why none is usable.
@@ -167,7 +72,7 @@ mod tests {
     use super::*;
     use crate::netlink::LinkAddress;
     use kube::ResourceExt;
-    use purelb_core::api::LBNodeAgentSpec;
+    use purelb_core::api::{LBNodeAgent, LBNodeAgentLocal, LBNodeAgentSpec};
 
     fn link(index: u32, name: &str, addrs: &[(&str, u8, bool)]) -> LinkInfo {
         LinkInfo {

@@ -477,10 +477,7 @@ impl Allocator {
                     Some(GroupState::Duplicate(nss)) => (
                         false,
                         Reason::DuplicateServiceGroup.as_str().to_string(),
-                        format!(
-                            "a ServiceGroup named {name} is defined in namespaces {}; names must be unique across the cluster",
-                            nss.join(", ")
-                        ),
+                        purelb_core::allocate::duplicate_group_message(&name, nss),
                     ),
                 };
                 let previous =

@@ -405,14 +405,9 @@ pub fn explain(snap: &Snapshot, svc: &Service) -> Explanation {
                 None,
             ),
             Some(GroupState::Invalid(why)) => ("invalid", vec![], Some(why.clone())),
-            Some(GroupState::Duplicate(nss)) => (
-                "duplicate",
-                vec![],
-                Some(format!(
-                    "defined in namespaces {}; names must be unique across the cluster",
-                    nss.join(", ")
-                )),
-            ),
+            Some(GroupState::Duplicate(nss)) => {
+                ("duplicate", vec![], Some(purelb_core::allocate::duplicate_group_message(&name, nss)))
+            }
         };
         GroupReport { name, source: source.into(), why, defined_in, state: state.into(), pools, problem }
     };
@@ -735,20 +730,42 @@ pub fn explain(snap: &Snapshot, svc: &Service) -> Explanation {
 }
 
 /// What to change for a reason code.
+/// What to do about a condition's reason code; a code that is not one of ours gets "see the message".
 pub fn fix_for(reason: &str) -> String {
+    Reason::parse(reason).map_or("see the message", fix).into()
+}
+
+/// What to do about each reason: an exhaustive match, so a new reason cannot go without advice.
+fn fix(reason: Reason) -> &'static str {
     match reason {
-        "NoServiceGroup" => "create the group (kubectl purelb sg create NAME) or set purelb.io/service-group to an existing one (kubectl purelb sg list)".into(),
-        "DuplicateServiceGroup" => "delete or rename all but one of the ServiceGroups with that name (kubectl purelb validate shows where they are)".into(),
-        "InvalidServiceGroup" => "fix the group's pools (kubectl purelb validate names the field)".into(),
-        "PoolExhausted" => "free an address (delete a Service of the group) or add a pool to the group (kubectl purelb pools shows usage)".into(),
-        "AddressInUse" => "request another address, or set the same purelb.io/allow-shared-ip key on both Services (with different ports)".into(),
-        "AddressNotInAnyGroup" => "request an address inside a pool (kubectl purelb pools), or add a pool that contains it".into(),
-        "SharingConflict" => "use the key the address is held under, or a port the other Services do not use".into(),
-        "SharingRefusedWithLocalPolicy" => "remove purelb.io/allow-shared-ip or use externalTrafficPolicy: Cluster".into(),
-        "FamilyUnavailable" => "add a pool of that family to the group, or change spec.ipFamilies / ipFamilyPolicy".into(),
-        "InvalidRequest" => "correct the annotation or field the message names".into(),
-        "AddressConflict" => "change or delete one of the Services that claim the address".into(),
-        _ => "see the message".into(),
+        Reason::Allocated => "nothing: the Service holds its addresses",
+        Reason::NoServiceGroup => {
+            "create the group (kubectl purelb sg create NAME) or set purelb.io/service-group to an existing one (kubectl purelb sg list)"
+        }
+        Reason::DuplicateServiceGroup => {
+            "delete or rename all but one of the ServiceGroups with that name (kubectl purelb validate shows where they are)"
+        }
+        Reason::InvalidServiceGroup => "fix the group's pools (kubectl purelb validate names the field)",
+        Reason::PoolExhausted => {
+            "free an address (delete a Service of the group) or add a pool to the group (kubectl purelb pools shows usage)"
+        }
+        Reason::AddressInUse => {
+            "request another address, or set the same purelb.io/allow-shared-ip key on both Services (with different ports)"
+        }
+        Reason::AddressNotInAnyGroup => {
+            "request an address inside a pool (kubectl purelb pools), or add a pool that contains it"
+        }
+        Reason::SharingConflict => {
+            "use the key the address is held under, or a port the other Services do not use"
+        }
+        Reason::SharingRefusedWithLocalPolicy => {
+            "remove purelb.io/allow-shared-ip or use externalTrafficPolicy: Cluster"
+        }
+        Reason::FamilyUnavailable => {
+            "add a pool of that family to the group, or change spec.ipFamilies / ipFamilyPolicy"
+        }
+        Reason::InvalidRequest => "correct the annotation or field the message names",
+        Reason::AddressConflict => "change or delete one of the Services that claim the address",
     }
 }
 

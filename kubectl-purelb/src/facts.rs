@@ -31,8 +31,6 @@ pub const LEASE_PREFIX: &str = "purelb-node-";
 pub const SUBNETS_ANNOTATION: &str = "purelb.io/subnets";
 /// Lease annotation: the node's LAN interface.
 pub const INTERFACE_ANNOTATION: &str = "purelb.io/interface";
-/// The interface non-local addresses go to when no LBNodeAgent says otherwise.
-pub const DEFAULT_EXTLBINT: &str = "kube-lb0";
 
 /// The IPs of `status.loadBalancer.ingress` (core's reading, shared with the agent).
 pub use purelb_core::announce::facts::ingress_ips;
@@ -96,9 +94,11 @@ impl LbnaSettings {
                     extlbint: local.extlbint,
                 }
             }
-            None => {
-                LbnaSettings { from: None, localint: "default".into(), extlbint: DEFAULT_EXTLBINT.into() }
-            }
+            None => LbnaSettings {
+                from: None,
+                localint: purelb_core::api::DEFAULT_LOCALINT.into(),
+                extlbint: purelb_core::api::DEFAULT_EXTLBINT.into(),
+            },
         }
     }
 }

@@ -131,8 +131,11 @@ pub fn validate(snap: &Snapshot) -> Report {
             Severity::Error,
             format!("ServiceGroup {name}"),
             None,
-            format!("the name {name} is defined in namespaces {}: the allocator uses none of them (DuplicateServiceGroup)", nss.join(", ")),
-            "group names must be unique across the cluster: delete or rename all but one",
+            format!(
+                "{} (DuplicateServiceGroup: the allocator uses none of them)",
+                purelb_core::allocate::duplicate_group_message(name, nss)
+            ),
+            "kubectl purelb sg list shows where each is",
         ));
     }
 
@@ -167,18 +170,13 @@ pub fn validate(snap: &Snapshot) -> Report {
         let id = format!("{}/{}", a.namespace().unwrap_or_default(), a.name_any());
         let obj = format!("LBNodeAgent {id}");
         let local = a.spec.local.clone().unwrap_or_default();
-        if local.localint != "default"
-            && let Err(e) = regex::Regex::new(&format!("^(?:{})$", local.localint))
-        {
+        // The agent's own reading of it (trimmed, anchored), so validate and the agent never disagree.
+        if let Err(e) = purelb_core::announce::settings::AgentConfig::from_local(&local) {
             out.push(finding(
                 Severity::Error,
                 obj.clone(),
                 Some("spec.local.localint".into()),
-                format!(
-                    "{:?} is not a regular expression the agent can compile: {}",
-                    local.localint,
-                    first_line(&e.to_string())
-                ),
+                format!("{:?} is not a regular expression the agent can compile: {}", e.pattern, e.reason),
                 "use `default` (the default route's interface) or a valid pattern such as `eth[0-9]+`",
             ));
         }
@@ -294,10 +292,6 @@ pub fn validate(snap: &Snapshot) -> Report {
         agents_checked: snap.agents.len(),
         nodes_known,
     }
-}
-
-fn first_line(s: &str) -> String {
-    s.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
 /// The report in plain words.

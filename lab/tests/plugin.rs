@@ -514,7 +514,7 @@ async fn validate_catches_each_bad_configuration_with_its_exit_code() {
                 + &sg("x", "b", "10.8.0.0/24", "10.8.0.16/28", "default"),
             &[],
             1,
-            "the name x is defined in namespaces a, b",
+            "ServiceGroup \"x\" is defined in namespaces a, b",
         ),
         (
             "localint",
@@ -574,7 +574,8 @@ async fn validate_catches_each_bad_configuration_with_its_exit_code() {
     let mut names = [a.name().to_string(), b.name().to_string()];
     names.sort();
     assert!(
-        run.out.contains(&format!("the name dupsg is defined in namespaces {}, {}", names[0], names[1])),
+        run.out
+            .contains(&format!("ServiceGroup \"dupsg\" is defined in namespaces {}, {}", names[0], names[1])),
         "{run:?}"
     );
     a.cleanup().await.unwrap();

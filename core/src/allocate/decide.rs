@@ -261,11 +261,7 @@ impl<'a> Decider<'a> {
             }
             Some(GroupState::Duplicate(namespaces)) => Err(fail(
                 Reason::DuplicateServiceGroup,
-                format!(
-                    "ServiceGroup {:?} is defined in namespaces {}; group names must be unique across the cluster, delete or rename all but one",
-                    req.group,
-                    namespaces.join(", ")
-                ),
+                super::duplicate_group_message(&req.group, namespaces),
             )),
             Some(GroupState::Invalid(why)) => Err(fail(
                 Reason::InvalidServiceGroup,

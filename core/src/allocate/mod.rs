@@ -73,6 +73,11 @@ impl Reason {
         }
     }
 
+    /// The reason a code names, if it is one of ours (a condition read back from a Service).
+    pub fn parse(code: &str) -> Option<Reason> {
+        Self::ALL.into_iter().find(|r| r.as_str() == code)
+    }
+
     /// Every reason code (for metrics and the reference documentation).
     pub const ALL: [Reason; 12] = [
         Self::Allocated,
@@ -94,6 +99,15 @@ impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// What every surface says about a group name defined in several namespaces (the allocator's condition
+/// on Services and on the groups, `explain`, `validate`).
+pub fn duplicate_group_message(name: &str, namespaces: &[String]) -> String {
+    format!(
+        "ServiceGroup {name:?} is defined in namespaces {}; group names must be unique across the cluster, delete or rename all but one",
+        namespaces.join(", ")
+    )
 }
 
 /// How an address was chosen.

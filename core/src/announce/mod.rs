@@ -20,6 +20,7 @@
 mod election;
 pub mod facts;
 pub mod report;
+pub mod settings;
 #[cfg(test)]
 mod tests;
 

@@ -81,11 +81,16 @@ impl Default for LBNodeAgentLocal {
     }
 }
 
+/// `localint` when an LBNodeAgent does not say: the interface of the node's default route.
+pub const DEFAULT_LOCALINT: &str = "default";
+/// `extlbint` when an LBNodeAgent does not say: where routed addresses go.
+pub const DEFAULT_EXTLBINT: &str = "kube-lb0";
+
 fn default_localint() -> String {
-    "default".to_string()
+    DEFAULT_LOCALINT.to_string()
 }
 fn default_extlbint() -> String {
-    "kube-lb0".to_string()
+    DEFAULT_EXTLBINT.to_string()
 }
 fn default_sendgarp() -> bool {
     true

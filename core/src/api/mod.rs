@@ -5,7 +5,7 @@ mod lb_node_agent;
 pub mod node_lease;
 mod service_group;
 
-pub use lb_node_agent::{LBNodeAgent, LBNodeAgentLocal, LBNodeAgentSpec};
+pub use lb_node_agent::{DEFAULT_EXTLBINT, DEFAULT_LOCALINT, LBNodeAgent, LBNodeAgentLocal, LBNodeAgentSpec};
 pub use service_group::{
     DeclaredFamily, ParsedPool, PoolSpec, PoolSpecError, ServiceGroup, ServiceGroupLocal, ServiceGroupSpec,
     ServiceGroupStatus,

@@ -267,3 +267,17 @@ fn json_and_yaml_carry_the_same_facts() {
     let back: serde_json::Value = serde_saphyr::from_str(&yaml_text).unwrap();
     assert_eq!(back["addresses"][0]["address"], "192.0.2.200");
 }
+
+#[test]
+fn every_reason_has_its_own_advice_and_unknown_codes_get_a_generic_one() {
+    for reason in Reason::ALL {
+        assert_eq!(Reason::parse(reason.as_str()), Some(reason));
+        let advice = fix_for(reason.as_str());
+        assert_ne!(advice, "see the message", "{reason} has no advice");
+    }
+    let distinct: std::collections::BTreeSet<String> =
+        Reason::ALL.iter().map(|r| fix_for(r.as_str())).collect();
+    assert_eq!(distinct.len(), Reason::ALL.len(), "two reasons share one piece of advice");
+    assert_eq!(fix_for("SomethingNew"), "see the message");
+    assert_eq!(Reason::parse("SomethingNew"), None);
+}
