@@ -6,7 +6,8 @@
 //! longest client-side outage (p50/p99/max) and the failed requests per run; then how many requests per
 //! second one client gets through the routed address (offered one every 1 ms: the data path is
 //! kube-proxy's and the kernel's, PureLB only places the address).
-//! Run: `cargo build --release --bins && cargo bench -p purelb-lab --bench failover` (RUNS=N PAUSE_S=S).
+//! Run: `cargo build --release --bins && cargo bench -p purelb-lab --bench failover` (RUNS=N PAUSE_S=S,
+//! FAULTS=Sigterm,KillAndCut,RollingRestart,ApiPause for some only).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/common/mod.rs"]
@@ -35,7 +36,13 @@ async fn main() {
         .expect("the agents' DaemonSet");
     let t = targets(&lab, &dp, "bench-fo", "192.0.2.230-192.0.2.230", "203.0.113.230-203.0.113.230").await;
 
-    for fault in [Fault::Sigterm, Fault::KillAndCut, Fault::RollingRestart, Fault::ApiPause(pause)] {
+    // FAULTS=Sigterm,KillAndCut,... picks some (default: all four).
+    let only = std::env::var("FAULTS").unwrap_or_default();
+    let faults = [Fault::Sigterm, Fault::KillAndCut, Fault::RollingRestart, Fault::ApiPause(pause)];
+    for fault in faults
+        .into_iter()
+        .filter(|f| only.is_empty() || only.split(',').any(|o| format!("{f:?}").starts_with(o)))
+    {
         let (mut local, mut routed) = (Vec::new(), Vec::new());
         let (mut local_failed, mut routed_failed) = (Vec::new(), Vec::new());
         for run in 0..runs {

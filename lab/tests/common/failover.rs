@@ -11,7 +11,9 @@ use kube::api::{Api, Patch, PatchParams};
 use purelb_lab::{ControlPlane, LabPod, ProbeConfig, ProbeReport, TestNamespace, wait_for};
 
 use super::traffic::{DataPath, at, echo_service, elected, run_pods, wait_endpoints, wait_settled};
-use super::{create, create_group, group, holders, ingress, start_agent, wait_agent_ready, wait_ingress};
+use super::{
+    create, create_group, group, holders, ingress, start_agent, wait_agent_ready, wait_ingress, wait_route,
+};
 
 /// How long an abruptly lost node may take to lose its local address, client side: the agent's
 /// documented bound (Lease 4 s, +250 ms tick and watch latency: under 5 s) plus the client's own
@@ -157,9 +159,13 @@ pub async fn apply(lab: &ControlPlane, dp: &mut DataPath, t: &Targets, fault: Fa
         _ => elected(&dp.net, &t.local).await,
     };
     if fault == Fault::KillAndCut {
-        // Back as found: the cable in, a new agent, and both addresses answering again.
+        // Back as found: the cable in, a new agent, the router routing the routed address via every
+        // node again (BGP re-established), and both addresses answering.
         dp.net.node(&holder_before).unwrap().set_link(true).await.unwrap();
         restart(lab, dp, index_of(dp, &holder_before)).await;
+        let hops: Vec<String> = dp.net.nodes().iter().map(|n| n.ipv4().to_string()).collect();
+        let hops: Vec<&str> = hops.iter().map(String::as_str).collect();
+        wait_route(&dp.net, &format!("{}/32", t.routed), &hops).await;
         for to in t.addresses() {
             wait_settled(&dp.client, to).await;
         }
