@@ -15,7 +15,7 @@ use kube::{Resource, ResourceExt};
 use purelb_core::allocate::{
     AllocationIndex, GroupState, Ownership, Reason, ServiceKey, ServiceRequest, claim_existing, ownership,
 };
-use purelb_core::api::{ServiceGroup, annotations, events};
+use purelb_core::api::{ServiceGroup, annotations, conditions, events};
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -468,9 +468,11 @@ impl Allocator {
             for g in defs {
                 let ns = g.namespace().unwrap_or_default();
                 let (valid, reason, message) = match &state {
-                    Some(GroupState::Usable(_)) | None => {
-                        (true, "Valid".to_string(), "the allocator uses this group".to_string())
-                    }
+                    Some(GroupState::Usable(_)) | None => (
+                        true,
+                        conditions::GROUP_VALID.to_string(),
+                        "the allocator uses this group".to_string(),
+                    ),
                     Some(GroupState::Invalid(why)) => {
                         (false, Reason::InvalidServiceGroup.as_str().to_string(), why.clone())
                     }
@@ -480,8 +482,10 @@ impl Allocator {
                         purelb_core::allocate::duplicate_group_message(&name, nss),
                     ),
                 };
-                let previous =
-                    g.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Valid"));
+                let previous = g
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.conditions.iter().find(|c| c.type_ == conditions::GROUP_VALID));
                 let since = match previous {
                     Some(c) if (c.status == "True") == valid && c.reason == reason => {
                         c.last_transition_time.clone()
@@ -491,7 +495,7 @@ impl Allocator {
                     ),
                 };
                 let mut status = json!({"conditions": [{
-                    "type": "Valid", "status": if valid { "True" } else { "False" }, "reason": reason,
+                    "type": conditions::GROUP_VALID, "status": if valid { "True" } else { "False" }, "reason": reason,
                     "message": message, "lastTransitionTime": since,
                 }]});
                 if let Some(u) = &usage {

@@ -102,6 +102,10 @@ pub mod conditions {
 
     /// Every Service condition type PureLB writes.
     pub const ALL: [&str; 2] = [ALLOCATED, ANNOUNCED];
+
+    /// The ServiceGroup condition the allocator writes: `True` with reason [`GROUP_VALID`] when it uses
+    /// the group, `False` with `InvalidServiceGroup` or `DuplicateServiceGroup`.
+    pub const GROUP_VALID: &str = "Valid";
 }
 
 #[cfg(test)]

@@ -164,7 +164,8 @@ pub async fn list(cluster: &Cluster, format: Format) -> Result<()> {
                 })
                 .collect();
             let status = g.status.clone().unwrap_or_default();
-            let valid = status.conditions.iter().find(|c| c.type_ == "Valid");
+            let valid =
+                status.conditions.iter().find(|c| c.type_ == purelb_core::api::conditions::GROUP_VALID);
             let valid = match valid {
                 Some(c) if c.status == "True" => good("True"),
                 Some(c) => bad(&c.reason),
