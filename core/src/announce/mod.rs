@@ -17,6 +17,7 @@
 //! Every answer carries its reasons so that `explain` can show them. [`facts`] turns watched objects
 //! into these inputs; [`report`] decides which agent reports a Service's announcement and what it shows.
 
+pub mod departure;
 mod election;
 pub mod facts;
 pub mod report;
