@@ -45,13 +45,10 @@ use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::core::PartialObjectMeta;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use purelb_core::allocate::ServiceKey;
-use purelb_core::announce::{
-    EXCLUDE_LABEL, NodeFacts, Placement, ServiceFacts, plan_for_node, refuse_connected,
-};
+use purelb_core::announce::{NodeFacts, Placement, ServiceFacts, plan_for_node, refuse_connected};
 use purelb_core::api::{LBNodeAgent, ServiceGroup, conditions, events};
 use purelb_core::pool::PoolConfig;
 use purelb_runtime::Admin;
@@ -89,7 +86,7 @@ pub enum Change {
     Service(watcher::Event<Service>),
     Slice(watcher::Event<EndpointSlice>),
     Lease(watcher::Event<Lease>),
-    Node(watcher::Event<PartialObjectMeta<Node>>),
+    Node(Box<watcher::Event<Node>>),
     Group(watcher::Event<ServiceGroup>),
     Agent(watcher::Event<LBNodeAgent>),
 }
@@ -140,7 +137,7 @@ pub struct Announcer {
     services: Cache<Service>,
     slices: Cache<EndpointSlice>,
     leases: Cache<Lease>,
-    nodes: Cache<PartialObjectMeta<Node>>,
+    nodes: Cache<Node>,
     groups: Cache<ServiceGroup>,
     agents: Cache<LBNodeAgent>,
     tracker: NodeLeases,
@@ -295,7 +292,7 @@ impl Announcer {
         match change {
             Change::Service(ev) => self.dirty |= self.services.apply(ev) != Touched::Nothing,
             Change::Slice(ev) => self.dirty |= self.slices.apply(ev) != Touched::Nothing,
-            Change::Node(ev) => self.dirty |= self.nodes.apply(ev) != Touched::Nothing,
+            Change::Node(ev) => self.dirty |= self.nodes.apply(*ev) != Touched::Nothing,
             Change::Group(ev) => self.dirty |= self.groups.apply(ev) != Touched::Nothing,
             Change::Lease(ev) => match self.leases.apply(ev) {
                 Touched::Nothing => {}
@@ -561,7 +558,7 @@ impl Announcer {
             self.parts.admin.set_ready(true);
             tracing::info!(
                 services = self.services.len(),
-                nodes = self.tracker.facts(|_| false).len(),
+                nodes = self.tracker.facts(|_| false, |_| false).len(),
                 addresses = self.desired_ips.len(),
                 "first reconcile done; ready"
             );
@@ -582,13 +579,11 @@ impl Announcer {
     async fn try_reconcile(&mut self) -> Vec<String> {
         let started = Instant::now();
         let me = self.settings.node.clone();
-        let excluded: BTreeSet<String> = self
-            .nodes
-            .values()
-            .filter(|n| n.labels().contains_key(EXCLUDE_LABEL))
-            .map(|n| n.name_any())
-            .collect();
-        let nodes = self.tracker.facts(|n| excluded.contains(n));
+        let named = |keep: fn(&Node) -> bool| -> BTreeSet<String> {
+            self.nodes.values().filter(|n| keep(n)).map(|n| n.name_any()).collect()
+        };
+        let (excluded, shutting_down) = (named(facts::node_excluded), named(facts::node_shutting_down));
+        let nodes = self.tracker.facts(|n| excluded.contains(n), |n| shutting_down.contains(n));
         let pools = facts::pools(self.groups.values());
         let endpoints = facts::endpoint_nodes(self.slices.values());
         let extlbint = self.config.extlbint.clone();

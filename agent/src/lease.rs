@@ -305,8 +305,13 @@ impl NodeLeases {
     }
 
     /// The facts of every node with a Lease, and of this node once it renewed (from what it
-    /// published: see the module header); `excluded` tells which nodes carry the exclude label.
-    pub fn facts(&self, excluded: impl Fn(&str) -> bool) -> Vec<NodeFacts> {
+    /// published: see the module header); `excluded` tells which nodes carry the exclude label,
+    /// `shutting_down` which began a graceful node shutdown.
+    pub fn facts(
+        &self,
+        excluded: impl Fn(&str) -> bool,
+        shutting_down: impl Fn(&str) -> bool,
+    ) -> Vec<NodeFacts> {
         let mut out: Vec<NodeFacts> = self
             .entries
             .iter()
@@ -317,6 +322,7 @@ impl NodeLeases {
                 interface: e.interface.clone(),
                 live: e.live,
                 excluded: excluded(name),
+                shutting_down: shutting_down(name),
             })
             .collect();
         if let Some(r) = &self.renewed {
@@ -329,6 +335,7 @@ impl NodeLeases {
                     interface: r.lan.interface.clone(),
                     live: true,
                     excluded: excluded(&self.me),
+                    shutting_down: shutting_down(&self.me),
                 },
             );
         }
@@ -597,7 +604,7 @@ mod tests {
     }
 
     fn live(l: &NodeLeases) -> Vec<(String, bool)> {
-        l.facts(|_| false).into_iter().map(|f| (f.name, f.live)).collect()
+        l.facts(|_| false, |_| false).into_iter().map(|f| (f.name, f.live)).collect()
     }
 
     const S: Duration = Duration::from_secs(1);
@@ -640,7 +647,7 @@ mod tests {
         let t0 = Instant::now();
         let mut l = NodeLeases::new("node1", 4 * S);
         assert!(l.apply(&lease("node2", "1", "192.0.2.0/24"), t0));
-        let f = l.facts(|n| n == "node2");
+        let f = l.facts(|n| n == "node2", |_| false);
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].subnets, parse_subnets("192.0.2.0/24").0);
         assert_eq!(f[0].interface, "eth0");
@@ -648,7 +655,10 @@ mod tests {
         // The same Lease again changes nothing.
         assert!(!l.apply(&lease("node2", "1", "192.0.2.0/24"), t0 + S));
         assert!(l.remove("purelb-node-node2"));
-        assert!(l.facts(|_| false).is_empty(), "a node without a Lease is not live: it has no facts");
+        assert!(
+            l.facts(|_| false, |_| false).is_empty(),
+            "a node without a Lease is not live: it has no facts"
+        );
     }
 
     #[test]
@@ -728,7 +738,7 @@ mod tests {
         // last published (the silence of the API is no reason to withdraw).
         assert!(!l.tick(t0 + 60 * S));
         assert!(l.stale(t0 + 60 * S));
-        let me = l.facts(|_| false);
+        let me = l.facts(|_| false, |_| false);
         assert_eq!(me.len(), 1);
         assert!(me[0].live);
         assert_eq!(
@@ -745,7 +755,7 @@ mod tests {
         l.apply(&lease("node1", "1", ""), t0);
         l.set_renewed(Some(renewal(t0, "1")));
         l.apply(&lease("node2", "1", "192.0.2.0/24"), t0);
-        let f = l.facts(|_| false);
+        let f = l.facts(|_| false, |_| false);
         assert_eq!(f.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), ["node1", "node2"]);
         assert_eq!(format_subnets(&f[0].subnets), "192.0.2.0/24");
     }

@@ -37,7 +37,6 @@ use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::core::PartialObjectMeta;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use purelb_core::announce::facts;
@@ -240,9 +239,10 @@ fn watches(
     .default_backoff()
     .map(|e| e.map(Change::Lease))
     .boxed();
-    let nodes = watcher(Api::<PartialObjectMeta<Node>>::all(client.clone()), all.clone())
+    // Whole Nodes (their Ready condition tells a graceful shutdown), trimmed before they are cached.
+    let nodes = watcher(Api::<Node>::all(client.clone()), all.clone())
         .default_backoff()
-        .map(|e| e.map(Change::Node))
+        .map(|e| e.map(|ev| Change::Node(Box::new(ev.modify(facts::trim_node)))))
         .boxed();
     let groups = watcher(Api::<ServiceGroup>::all(client.clone()), all.clone())
         .default_backoff()

@@ -57,7 +57,7 @@ pub enum Command {
         after_help = "Examples:\n  kubectl purelb explain service/echoserver -n test\n  kubectl purelb explain -f service.yaml --groups groups.yaml --nodes nodes.yaml\n\n\
 Offline files hold Kubernetes objects (Service, ServiceGroup, LBNodeAgent, Node, Lease, EndpointSlice, or a\n\
 List of them, as `kubectl get -o yaml` prints) and/or a simple node list:\n\
-  nodes:\n  - name: node1\n    interface: eth0\n    subnets: [192.0.2.0/24]\n    live: true        # default true\n    excluded: false   # default false"
+  nodes:\n  - name: node1\n    interface: eth0\n    subnets: [192.0.2.0/24]\n    live: true        # default true\n    excluded: false   # default false\n    shuttingDown: false   # default false"
     )]
     Explain(ExplainArgs),
     /// Per group and pool: size, used, free, utilisation.

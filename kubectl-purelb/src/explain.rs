@@ -966,8 +966,13 @@ pub fn render(e: &Explanation) -> String {
             } else {
                 format!("{} {}", n.interface, n.subnets.join(","))
             };
-            let excluded =
-                if n.excluded { format!(", {}", warn("excluded by label")) } else { String::new() };
+            let excluded = if n.excluded {
+                format!(", {}", warn("excluded by label"))
+            } else if n.shutting_down {
+                format!(", {}", warn("shutting down"))
+            } else {
+                String::new()
+            };
             let _ = writeln!(o, "  {}  {live}{excluded}  {lan}  {}", n.name, dim(&n.why));
         }
     }

@@ -20,7 +20,8 @@ use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
 use purelb_core::allocate::{AllocationIndex, ClaimConflict, ServiceKey, claim_existing};
-use purelb_core::announce::{EXCLUDE_LABEL, NodeFacts};
+use purelb_core::announce::NodeFacts;
+use purelb_core::announce::facts::{node_excluded, node_shutting_down};
 use purelb_core::api::{LBNodeAgent, ServiceGroup};
 use purelb_core::pool::{PoolConfig, Subnet};
 use serde::{Deserialize, Serialize};
@@ -121,6 +122,9 @@ pub struct DeclaredNode {
     /// Whether it carries the exclude-from-external-load-balancers label (default false).
     #[serde(default)]
     pub excluded: bool,
+    /// Whether its kubelet began a graceful node shutdown (default false).
+    #[serde(default)]
+    pub shutting_down: bool,
 }
 
 fn yes() -> bool {
@@ -160,6 +164,8 @@ pub struct NodeReport {
     pub subnets: Vec<String>,
     /// Carries the exclude label.
     pub excluded: bool,
+    /// Its kubelet began a graceful node shutdown (Ready: "node is shutting down").
+    pub shutting_down: bool,
     /// A Node object exists.
     pub has_node_object: bool,
     /// The Lease, when there is one.
@@ -195,6 +201,7 @@ pub fn node_facts(
             interface: d.interface.clone(),
             live: d.live,
             excluded: d.excluded,
+            shutting_down: d.shutting_down,
         });
         reports.push(NodeReport {
             name: d.name.clone(),
@@ -203,12 +210,14 @@ pub fn node_facts(
             interface: d.interface.clone(),
             subnets: subnets.iter().map(ToString::to_string).collect(),
             excluded: d.excluded,
+            shutting_down: d.shutting_down,
             has_node_object: false,
             lease: None,
         });
     }
     for (name, (node, lease)) in by_name {
-        let excluded = node.is_some_and(|n| n.labels().contains_key(EXCLUDE_LABEL));
+        let excluded = node.is_some_and(node_excluded);
+        let shutting_down = node.is_some_and(node_shutting_down);
         let (live, why, interface, subnets, reading) = match lease {
             None => (
                 false,
@@ -225,6 +234,7 @@ pub fn node_facts(
             interface: interface.clone(),
             live,
             excluded,
+            shutting_down,
         });
         reports.push(NodeReport {
             name,
@@ -233,6 +243,7 @@ pub fn node_facts(
             interface,
             subnets: subnets.iter().map(ToString::to_string).collect(),
             excluded,
+            shutting_down,
             has_node_object: node.is_some(),
             lease: reading,
         });

@@ -13,6 +13,7 @@
 //!   subnets: [192.0.2.0/24]         # its LAN subnets
 //!   live: true                      # default true
 //!   excluded: false                 # node.kubernetes.io/exclude-from-external-load-balancers; default false
+//!   shuttingDown: false             # its kubelet began a graceful node shutdown; default false
 //! ```
 
 use k8s_openapi::api::coordination::v1::Lease;

@@ -51,7 +51,7 @@ async fn main() {
     let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
     let lab = ControlPlane::start().await.expect("lab");
     let _alloc = start_allocator(&lab, "bench-allocator", &["--log-format=text"], true).await;
-    let net = Network::create(&lab, NetworkConfig { nodes: 3 }).await.expect("network");
+    let net = Network::create(&lab, NetworkConfig { nodes: 3, ..Default::default() }).await.expect("network");
     let mut agents = start_agents(&lab, &net).await;
     let client = lab.admin_client().await.unwrap();
     let ns = TestNamespace::new(&client, "bench").await.unwrap();

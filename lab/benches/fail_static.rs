@@ -36,7 +36,7 @@ async fn until(net: &Network, ip: &str, done: impl Fn(&[(String, String, u8)]) -
 async fn main() {
     let runs: usize = std::env::var("RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
     let lab = ControlPlane::start().await.expect("control plane");
-    let net = Network::create(&lab, NetworkConfig { nodes: 3 }).await.expect("network");
+    let net = Network::create(&lab, NetworkConfig { nodes: 3, ..Default::default() }).await.expect("network");
     let _allocator = start_allocator(&lab, "allocator-bench-fs", &[], true).await;
     let mut agents = Vec::new();
     for n in ["node1", "node2", "node3"] {

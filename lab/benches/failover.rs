@@ -45,6 +45,7 @@ async fn main() {
     {
         let (mut local, mut routed) = (Vec::new(), Vec::new());
         let (mut local_failed, mut routed_failed) = (Vec::new(), Vec::new());
+        let (mut next_hop_gone, mut routed_failing) = (Vec::new(), Vec::new());
         for run in 0..runs {
             let o = apply(&lab, &mut dp, &t, fault).await;
             eprintln!("{fault:?} run {run}: local {}; routed {}", o.local.summary(), o.routed.summary());
@@ -52,11 +53,25 @@ async fn main() {
             routed.push(o.routed.longest_outage());
             local_failed.push(o.local.failed());
             routed_failed.push(o.routed.failed());
+            next_hop_gone.extend(o.next_hop_gone_after);
+            routed_failing.push(o.routed_failing_for());
         }
         report(&format!("{fault:?}: local address, longest outage"), local);
         println!("{fault:?}: local address, failed requests per run: {local_failed:?}");
         report(&format!("{fault:?}: routed address, longest outage"), routed);
         println!("{fault:?}: routed address, failed requests per run: {routed_failed:?}");
+        // The client-observed routed outage on a node loss: from the fault to the last failed request
+        // sent (half the connections hash to the lost node until the router drops it).
+        report(
+            &format!("{fault:?}: routed address, from the fault to the last failed request"),
+            routed_failing,
+        );
+        if !next_hop_gone.is_empty() {
+            report(
+                &format!("{fault:?}: routed address, lost node's next hop gone from the router"),
+                next_hop_gone,
+            );
+        }
     }
 
     let [_, routed_to] = t.addresses();

@@ -48,12 +48,12 @@ pub use kubeconfig::client_from_kubeconfig;
 pub use labdir::{DEFAULT_ROOT as DEFAULT_LAB_ROOT, ROOT_ENV as LAB_ROOT_ENV};
 pub use namespace::TestNamespace;
 pub use network::{
-    APISERVER_RELAY_PORT, BgpSession, CLIENT_IPV4, CLIENT_IPV6, CLIENT_ROUTER_IPV4, CLIENT_ROUTER_IPV6,
-    CONTROL_PLANE_IPV4, CONTROL_PLANE_IPV6, Change, ECHO_IMAGE, ECHO_PORT, EchoReply, Failure, Holding,
-    KUBE_LB0, KubeProxies, KubeProxy, LAN_INTERFACE, LAN_PREFIX_V4, LAN_PREFIX_V6, LabClient, LabNode,
-    LabPod, NODE_AS, Network, NetworkConfig, NodeAddress, POD_CLUSTER_CIDR_V4, POD_CLUSTER_CIDR_V6, Probe,
-    ProbeConfig, ProbeReport, Prober, ROUTER_AS, ROUTER_IPV4, ROUTER_IPV6, RouterRoute, Sampler, TimedChange,
-    Timeline,
+    APISERVER_RELAY_PORT, BfdSession, BgpSession, CLIENT_IPV4, CLIENT_IPV6, CLIENT_ROUTER_IPV4,
+    CLIENT_ROUTER_IPV6, CONTROL_PLANE_IPV4, CONTROL_PLANE_IPV6, Change, ECHO_IMAGE, ECHO_PORT, EchoReply,
+    Failure, Holding, KUBE_LB0, KubeProxies, KubeProxy, LAN_INTERFACE, LAN_PREFIX_V4, LAN_PREFIX_V6,
+    LabClient, LabNode, LabPod, NODE_AS, Network, NetworkConfig, NodeAddress, POD_CLUSTER_CIDR_V4,
+    POD_CLUSTER_CIDR_V6, Probe, ProbeConfig, ProbeReport, Prober, ROUTER_AS, ROUTER_IPV4, ROUTER_IPV6,
+    RouterRoute, Sampler, TimedChange, Timeline,
 };
 pub use pki::ADMIN_USER;
 pub use process::{Child, log_tail, spawn_supervised};

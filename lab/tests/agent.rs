@@ -40,6 +40,7 @@ fn lab_nodes() -> Vec<NodeFacts> {
             interface: "eth0".into(),
             live: true,
             excluded: false,
+            shutting_down: false,
         })
         .collect()
 }

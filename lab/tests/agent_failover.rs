@@ -23,7 +23,9 @@ async fn base() -> (&'static ControlPlane, &'static Network) {
     let (net, _) = BASE
         .get_or_init(|| async {
             let allocator = start_allocator(lab, "allocator-failover", &[], true).await;
-            let net = Network::create(lab, NetworkConfig { nodes: 3 }).await.expect("network");
+            let net = Network::create(lab, NetworkConfig { nodes: 3, ..Default::default() })
+                .await
+                .expect("network");
             (net, allocator)
         })
         .await;

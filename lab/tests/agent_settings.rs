@@ -46,7 +46,7 @@ fn garp_seen(capture: &Capture, ip: &str) -> bool {
 async fn lbnodeagent_settings_take_effect_on_running_agents() {
     let lab = shared().await;
     let _allocator = start_allocator(lab, "settings-allocator", &[], true).await;
-    let net = Network::create(lab, NetworkConfig { nodes: 2 }).await.expect("network");
+    let net = Network::create(lab, NetworkConfig { nodes: 2, ..Default::default() }).await.expect("network");
     // The operator's own interface for routed addresses, present on every node (an ifb: this kernel has
     // no dummy links).
     for n in net.nodes() {

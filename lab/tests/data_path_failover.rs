@@ -3,7 +3,8 @@
 //! request is counted:
 //! (a) SIGTERM of the local address's holder: handed over make-before-break, 0 failed;
 //! (b) the holder's cable pulled and its agent SIGKILLed: the local address is unanswered for less than
-//!     [`LOST_NODE_BOUND`] (the count and the outage are printed);
+//!     [`LOST_NODE_BOUND`], the routed one fails only for less than [`ROUTED_LOST_NODE_BOUND`] (BFD drops
+//!     the lost node's next hop; the count and the outages are printed);
 //! (c) a rolling restart of every agent: 0 failed, local and routed;
 //! (d) kube-apiserver paused for 30 s: 0 failed, local and routed (fail-static).
 //! And what a stopping agent leaves: routed addresses stay for the next agent on a restart, and go on
@@ -86,6 +87,19 @@ async fn a_lost_node_leaves_its_local_address_unanswered_within_the_bound() {
         o.local.longest_outage() < LOST_NODE_BOUND,
         "local outage over {LOST_NODE_BOUND:?}: {}",
         o.local.summary()
+    );
+    // The routed address loses the node's next hop by BFD (600 ms), not BGP's hold time (3 s): no
+    // request sent later than ROUTED_LOST_NODE_BOUND after the cut failed.
+    eprintln!(
+        "routed: next hop gone after {:?}, last failed request sent {:?} after the cut",
+        o.next_hop_gone_after,
+        o.routed_failing_for()
+    );
+    assert!(
+        o.routed_failing_for() < ROUTED_LOST_NODE_BOUND,
+        "routed requests failed for {:?} after the cut: {}",
+        o.routed_failing_for(),
+        o.routed.summary()
     );
     // Answered again at the end: the last requests all succeeded.
     let tail = &o.local.probes[o.local.probes.len() - 50..];

@@ -50,7 +50,7 @@ struct Lab {
 async fn lab(prefix: &str) -> Lab {
     let cp = ControlPlane::start().await.expect("control plane");
     install(&cp).await;
-    let net = Network::create(&cp, NetworkConfig { nodes: 3 }).await.expect("network");
+    let net = Network::create(&cp, NetworkConfig { nodes: 3, ..Default::default() }).await.expect("network");
     let agents = start_agents(&cp, &net, &["node1", "node2", "node3"]).await;
     eprintln!("{prefix}: lab ready in {}", cp.dir().display());
     Lab { cp, net, agents }

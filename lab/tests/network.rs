@@ -22,9 +22,14 @@ const CONVERGE: Duration = Duration::from_secs(20);
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
 async fn network(nodes: usize) -> Result<Network> {
+    network_with(NetworkConfig { nodes, ..Default::default() }).await
+}
+
+async fn network_with(config: NetworkConfig) -> Result<Network> {
     let lab = purelb_lab::try_shared().await?;
     let began = Instant::now();
-    let network = Network::create(lab, NetworkConfig { nodes }).await?;
+    let nodes = config.nodes;
+    let network = Network::create(lab, config).await?;
     eprintln!(
         "network of {nodes} nodes created, every BGP session Established, in {:?} (LAN namespace {})",
         began.elapsed(),
@@ -238,6 +243,27 @@ async fn the_router_learns_kube_lb0_addresses_from_every_node_as_ecmp_routes() -
         protocols.lines().filter(|l| l.contains("Established")).count() == 2,
         "node1's BIRD does not have both uplinks Established:\n{protocols}"
     );
+    // Every session is watched by BFD, on the router's side and the node's (the shipped bird.conf).
+    let want: BTreeSet<IpAddr> =
+        network.nodes().iter().flat_map(|n| [IpAddr::from(n.ipv4()), IpAddr::from(n.ipv6())]).collect();
+    wait_for("a BFD session Up with every node, both families", CONVERGE, || async {
+        let up: BTreeSet<IpAddr> = network
+            .bfd_sessions(network.router_netns())
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|s| s.is_up())
+            .map(|s| s.address)
+            .collect();
+        if up == want { Ok(()) } else { Err(format!("Up with {up:?}")) }
+    })
+    .await?;
+    let node1 = network.bfd_sessions(node(&network, "node1")?.netns()).await?;
+    let router: BTreeSet<IpAddr> = [purelb_lab::ROUTER_IPV4.into(), purelb_lab::ROUTER_IPV6.into()].into();
+    ensure!(
+        node1.iter().filter(|s| s.is_up()).map(|s| s.address).collect::<BTreeSet<_>>() == router,
+        "node1's BIRD has no BFD session Up with the router in both families: {node1:?}"
+    );
 
     let (node1, node2) = (node(&network, "node1")?, node(&network, "node2")?);
     type Hop = fn(&LabNode) -> IpAddr;
@@ -272,12 +298,45 @@ async fn a_node_whose_link_is_cut_loses_its_routes_until_the_link_is_back() -> R
 
     node1.set_link(false).await?;
     let took = wait_route(&network, dst, Some(BTreeSet::from([IpAddr::from(node2.ipv4())]))).await?;
-    eprintln!("node1's link cut: its route withdrawn after {took:?} (hold time 3 s)");
+    eprintln!("node1's link cut: its route withdrawn after {took:?} (BFD 200 ms x 3; BGP hold time 3 s)");
     ensure!(ping(node1, purelb_lab::ROUTER_IPV4.into()).await.is_err(), "node1 still reaches the router");
+    // BFD saw it go, not BGP's hold timer: the router's session with node1 fell for that reason.
+    let sessions = network.bgp_sessions().await?;
+    let v4 = sessions.iter().find(|s| s.protocol == "node1_v4");
+    ensure!(
+        v4.is_some_and(|s| s.info.contains("BFD session down")),
+        "the router's session with node1 did not fall by BFD: {v4:?}"
+    );
 
     node1.set_link(true).await?;
     let took = wait_route(&network, dst, Some(both)).await?;
     eprintln!("node1's link restored: its route back after {took:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_router_without_bfd_still_peers_and_learns_the_routes() -> Result<()> {
+    let network = network_with(NetworkConfig { nodes: 1, router_bfd: false }).await?;
+    let node1 = node(&network, "node1")?;
+    let dst = "203.0.113.10/32";
+    kube_lb0(node1, true, dst).await?;
+    wait_route(&network, dst, Some(BTreeSet::from([IpAddr::from(node1.ipv4())]))).await?;
+    // The node asks for BFD and never gets an answer; its sessions stay Established all the same,
+    // through more than one BGP hold time (3 s) and many BFD detection times (600 ms).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let bfd = network.bfd_sessions(node1.netns()).await?;
+    ensure!(!bfd.is_empty() && bfd.iter().all(|s| !s.is_up()), "node1's BFD sessions: {bfd:?}");
+    let sessions = network.bgp_sessions().await?;
+    ensure!(
+        sessions.len() == 2 && sessions.iter().all(|s| s.is_established()),
+        "a router without BFD lost its sessions: {sessions:?}"
+    );
+    let protocols = network.birdc(node1.netns(), &["show", "protocols"]).await?;
+    ensure!(
+        protocols.lines().filter(|l| l.contains("Established")).count() == 2,
+        "node1's uplinks are not both Established:\n{protocols}"
+    );
+    wait_route(&network, dst, Some(BTreeSet::from([IpAddr::from(node1.ipv4())]))).await?;
     Ok(())
 }
 
@@ -291,7 +350,7 @@ async fn dropping_the_network_deletes_its_namespaces_and_a_dead_labs_are_swept()
     let stale = format!("plb-{pid}-0-0-lan");
     run(ip(&["netns", "add", &stale]), "creating a stale namespace").await?;
 
-    let network = Network::create(lab, NetworkConfig { nodes: 1 }).await?;
+    let network = Network::create(lab, NetworkConfig { nodes: 1, ..Default::default() }).await?;
     ensure!(!netns_list().await?.contains(&stale), "the stale namespace {stale} survived Network::create");
 
     let names = network.namespaces().to_vec();

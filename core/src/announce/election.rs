@@ -13,7 +13,7 @@ use std::net::IpAddr;
 
 use sha2::{Digest, Sha256};
 
-use super::{EXCLUDE_LABEL, NodeFacts};
+use super::NodeFacts;
 
 /// One node's standing in an election.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,8 +77,8 @@ pub fn elect(address: IpAddr, nodes: &[NodeFacts]) -> Election {
         .map(|n| {
             let (eligible, why) = if !n.live {
                 (false, "its agent's Lease is not current".to_string())
-            } else if n.excluded {
-                (false, format!("labelled {EXCLUDE_LABEL}"))
+            } else if let Some(why) = n.kept_out() {
+                (false, why)
             } else if let Some(s) = n.subnets.iter().find(|s| s.contains(address)) {
                 (true, format!("{} holds {s}", n.interface))
             } else if n.interface.is_empty() {

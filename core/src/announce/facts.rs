@@ -9,6 +9,9 @@
 //!   `purelb.io/announcing-IPv4` / `-IPv6` annotations (`<node>, <interface>`) of every Service of ours
 //!   holding it (a shared address gathers its Services' answers, so all of them elect alike).
 //! - [`service_facts`]: `ServiceFacts` from a Service, those nodes and the incumbents.
+//! - [`node_excluded`] / [`node_shutting_down`]: what keeps a Node out of announcements, from its
+//!   Node object: the exclude label, or the kubelet's graceful node shutdown (its `Ready` condition
+//!   `False` with "node is shutting down", written before the kubelet stops any pod).
 //! - [`pools`]: every valid pool of every ServiceGroup (sorted by namespace and name, pools in their
 //!   declared order), for the aggregation of non-local addresses. Invalid groups are skipped here; the
 //!   allocator reports them.
@@ -17,15 +20,61 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use crate::allocate::ServiceKey;
-use crate::announce::ServiceFacts;
+use crate::announce::{EXCLUDE_LABEL, ServiceFacts};
 use crate::api::{ALLOCATED_BY_VALUE, ServiceGroup, annotations};
 use crate::pool::PoolConfig;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Node, NodeCondition, NodeStatus, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::ResourceExt;
 
 /// The label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// What the kubelet's graceful node shutdown puts in the Node's `Ready` condition message (kubelet
+/// `nodeshutdown` manager: "node is shutting down"), as soon as the shutdown begins.
+pub const NODE_SHUTTING_DOWN: &str = "node is shutting down";
+
+/// Whether `node` carries [`EXCLUDE_LABEL`].
+pub fn node_excluded(node: &Node) -> bool {
+    node.labels().contains_key(EXCLUDE_LABEL)
+}
+
+/// Whether `node` is shutting down: its kubelet began a graceful node shutdown (`Ready` is `False` and
+/// its message says [`NODE_SHUTTING_DOWN`]). Positive evidence from the kubelet itself; a node that is
+/// merely NotReady, or whose status is not known, is not shutting down.
+pub fn node_shutting_down(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|c| {
+            c.status == "False" && c.message.as_deref().is_some_and(|m| m.contains(NODE_SHUTTING_DOWN))
+        })
+}
+
+/// `node` cut down to what [`node_excluded`], [`node_shutting_down`] and an event's object reference
+/// read (name, uid, resourceVersion, labels; the `Ready` condition's status and message), so that a
+/// cache of every Node holds a few hundred bytes per node, not its images, addresses and managed fields.
+pub fn trim_node(node: &mut Node) {
+    let meta = &mut node.metadata;
+    meta.annotations = None;
+    meta.managed_fields = None;
+    meta.owner_references = None;
+    meta.finalizers = None;
+    node.spec = None;
+    let ready = node
+        .status
+        .take()
+        .and_then(|s| s.conditions)
+        .and_then(|cs| cs.into_iter().find(|c| c.type_ == "Ready"))
+        .map(|c| NodeCondition {
+            type_: c.type_,
+            status: c.status,
+            message: c.message,
+            ..Default::default()
+        });
+    node.status = ready.map(|c| NodeStatus { conditions: Some(vec![c]), ..Default::default() });
+}
 
 /// The IPs of `status.loadBalancer.ingress`, in order, unparsable entries skipped.
 pub fn ingress_ips(svc: &Service) -> Vec<IpAddr> {
@@ -254,5 +303,60 @@ mod tests {
         assert!(!inc.contains_key(&ip("192.0.2.60")), "not ours: no incumbent");
         let f = service_facts(&b, &BTreeMap::new(), &inc);
         assert_eq!(f.incumbents.len(), 1);
+    }
+
+    fn node_with_ready(status: &str, message: &str) -> Node {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "node1", "uid": "u1", "resourceVersion": "7",
+                         "labels": {"kubernetes.io/hostname": "node1"},
+                         "annotations": {"big": "x"}, "managedFields": [{"manager": "kubelet"}]},
+            "spec": {"podCIDR": "10.0.0.0/24"},
+            "status": {
+                "conditions": [
+                    {"type": "MemoryPressure", "status": "False", "message": "ok"},
+                    {"type": "Ready", "status": status, "reason": "KubeletNotReady", "message": message,
+                     "lastHeartbeatTime": "2026-12-03T10:00:00Z"}
+                ],
+                "images": [{"names": ["registry.example/huge:1"], "sizeBytes": 1}],
+                "addresses": [{"type": "InternalIP", "address": "192.0.2.11"}]
+            }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn only_the_kubelets_graceful_shutdown_marks_a_node_shutting_down() {
+        // The kubelet's Ready condition during a graceful shutdown (errors aggregated into one message).
+        let msg = "[container runtime status check may not have completed yet, node is shutting down]";
+        assert!(node_shutting_down(&node_with_ready("False", msg)));
+        assert!(node_shutting_down(&node_with_ready("False", NODE_SHUTTING_DOWN)));
+        // NotReady for any other reason, or a node with no status (silence), is not a shutdown.
+        assert!(!node_shutting_down(&node_with_ready("False", "container runtime is down")));
+        assert!(!node_shutting_down(&node_with_ready("Unknown", "Kubelet stopped posting node status.")));
+        assert!(!node_shutting_down(&node_with_ready("True", "kubelet is posting ready status")));
+        assert!(!node_shutting_down(&Node::default()));
+        let mut labelled = node_with_ready("True", "");
+        assert!(!node_excluded(&labelled));
+        labelled.metadata.labels.get_or_insert_default().insert(EXCLUDE_LABEL.into(), String::new());
+        assert!(node_excluded(&labelled));
+    }
+
+    #[test]
+    fn a_trimmed_node_keeps_what_the_agent_reads_and_nothing_else() {
+        let mut n = node_with_ready("False", NODE_SHUTTING_DOWN);
+        trim_node(&mut n);
+        assert!(node_shutting_down(&n));
+        assert_eq!(n.metadata.name.as_deref(), Some("node1"));
+        assert_eq!(n.metadata.uid.as_deref(), Some("u1"));
+        assert!(n.metadata.labels.as_ref().is_some_and(|l| l.contains_key("kubernetes.io/hostname")));
+        assert!(n.metadata.annotations.is_none() && n.metadata.managed_fields.is_none() && n.spec.is_none());
+        let status = n.status.as_ref().unwrap();
+        assert!(status.images.is_none() && status.addresses.is_none());
+        let conditions = status.conditions.as_ref().unwrap();
+        assert_eq!(conditions.len(), 1);
+        assert!(conditions[0].last_heartbeat_time.is_none(), "heartbeats are not kept: {conditions:?}");
+        let mut bare = Node::default();
+        trim_node(&mut bare);
+        assert!(bare.status.is_none());
     }
 }

@@ -49,6 +49,23 @@ pub struct NodeFacts {
     pub live: bool,
     /// Carries [`EXCLUDE_LABEL`].
     pub excluded: bool,
+    /// Its kubelet began a graceful node shutdown ([`facts::node_shutting_down`]): it hands its
+    /// addresses over while its workloads still run.
+    pub shutting_down: bool,
+}
+
+impl NodeFacts {
+    /// Why the node is kept out of announcements whatever its Lease says (the exclude label, a
+    /// graceful shutdown), if it is.
+    pub fn kept_out(&self) -> Option<String> {
+        if self.excluded {
+            Some(format!("labelled {EXCLUDE_LABEL}"))
+        } else if self.shutting_down {
+            Some(format!("shutting down (its Ready condition says \"{}\")", facts::NODE_SHUTTING_DOWN))
+        } else {
+            None
+        }
+    }
 }
 
 /// What the announcement of one Service depends on.
@@ -227,8 +244,8 @@ fn plan_address(
         reasons.push(format!("{me} is not live"));
         return absent(reasons);
     }
-    if this.excluded {
-        reasons.push(format!("{me} is labelled {EXCLUDE_LABEL}"));
+    if let Some(why) = this.kept_out() {
+        reasons.push(format!("{me} is {why}"));
         return absent(reasons);
     }
     if svc.local_traffic_policy && !svc.endpoint_nodes.contains(me) {

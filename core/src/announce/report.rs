@@ -168,7 +168,7 @@ pub fn report(
 /// every Service two status writes per node restart. `explain` names them.
 /// `routers` are in `nodes` order (they come from one plan per node), so one ordered comparison does.
 fn every_live_node(svc: &ServiceFacts, nodes: &[NodeFacts], routers: &[&str]) -> bool {
-    let eligible = nodes.iter().filter(|n| n.live && !n.excluded).map(|n| n.name.as_str());
+    let eligible = nodes.iter().filter(|n| n.live && n.kept_out().is_none()).map(|n| n.name.as_str());
     !svc.local_traffic_policy && routers.iter().copied().eq(eligible)
 }
 
@@ -224,6 +224,7 @@ mod tests {
             interface: "eth0".into(),
             live,
             excluded: false,
+            shutting_down: false,
         }
     }
 

@@ -18,6 +18,7 @@ fn node(name: &str) -> NodeFacts {
         interface: "eth0".into(),
         live: true,
         excluded: false,
+        shutting_down: false,
     }
 }
 
@@ -118,6 +119,29 @@ fn excluded_nodes_do_not_announce_non_local_addresses() {
     let plan = plan_for_node("node1", &svc("172.31.1.5"), &ns, &pools(), "kube-lb0").remove(0);
     assert_eq!(plan.placement, Placement::Absent);
     assert!(plan.reasons.iter().any(|r| r.contains(EXCLUDE_LABEL)));
+}
+
+#[test]
+fn a_node_shutting_down_hands_over_its_local_address_even_as_incumbent_and_routes_nothing() {
+    let mut ns = nodes();
+    let addr = ip("192.0.2.200");
+    let first = elect(addr, &ns).winner.unwrap();
+    let i = ns.iter().position(|n| n.name == first).unwrap();
+    ns[i].shutting_down = true;
+    // The incumbent rule keeps an eligible holder only: a node shutting down is not one.
+    let e = elect_keeping(addr, &ns, [&first]);
+    assert!(e.winner.is_some() && e.winner.as_deref() != Some(first.as_str()), "{e:?}");
+    let c = e.candidates.iter().find(|c| c.node == first).unwrap();
+    assert!(!c.eligible && c.why.contains("shutting down"), "{c:?}");
+    let plan = plan_for_node(&first, &svc("172.31.1.5"), &ns, &pools(), "kube-lb0").remove(0);
+    assert_eq!(plan.placement, Placement::Absent);
+    assert!(plan.reasons.iter().any(|r| r.contains(facts::NODE_SHUTTING_DOWN)), "{:?}", plan.reasons);
+    // The others still route it.
+    let others = ns.iter().filter(|n| n.name != first);
+    for n in others {
+        let p = plan_for_node(&n.name, &svc("172.31.1.5"), &ns, &pools(), "kube-lb0").remove(0);
+        assert!(matches!(p.placement, Placement::NonLocal { .. }), "{}: {p:?}", n.name);
+    }
 }
 
 #[test]

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 
 use super::*;
 use crate::testing::*;
+use purelb_core::announce::EXCLUDE_LABEL;
 
 #[test]
 fn the_index_is_rebuilt_oldest_first_and_the_newer_claimant_is_in_conflict() {
@@ -54,6 +55,7 @@ fn declared_nodes_take_the_place_of_node_and_lease() {
         subnets: vec!["198.51.100.0/24".into()],
         live: false,
         excluded: true,
+        shutting_down: false,
     }];
     let (facts, reports) =
         node_facts(&[node("n1", &[])], &[lease("n1", "eth0", "192.0.2.0/24", 0, 10)], &declared, now());

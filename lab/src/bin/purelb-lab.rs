@@ -67,7 +67,9 @@ async fn up() -> Result<()> {
     step("starting etcd and kube-apiserver");
     let cp = ControlPlane::start().await.context("starting the control plane")?;
     step("creating 3 nodes and a BGP router (network namespaces, BIRD)");
-    let net = Network::create(&cp, NetworkConfig { nodes: 3 }).await.context("creating the lab network")?;
+    let net = Network::create(&cp, NetworkConfig { nodes: 3, ..Default::default() })
+        .await
+        .context("creating the lab network")?;
 
     step("kubectl purelb install");
     let install = plugin(&cp, &["install"])?;

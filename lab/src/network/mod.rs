@@ -46,7 +46,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-pub use bird::{BgpSession, NODE_AS, ROUTER_AS};
+pub use bird::{BfdSession, BgpSession, NODE_AS, ROUTER_AS};
 pub use client::{
     CLIENT_IPV4, CLIENT_IPV6, CLIENT_ROUTER_IPV4, CLIENT_ROUTER_IPV6, EchoReply, Failure, LabClient, Probe,
     ProbeConfig, ProbeReport, Prober,
@@ -85,11 +85,15 @@ const SESSIONS_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct NetworkConfig {
     /// How many nodes (1 to 50); default 3.
     pub nodes: usize,
+    /// Whether the router runs BFD on its BGP sessions (as `examples/bird-router.conf` does); default
+    /// true. Off, it is a router that does not speak BFD, which the nodes' shipped configuration must
+    /// peer with all the same.
+    pub router_bfd: bool,
 }
 
 impl Default for NetworkConfig {
     fn default() -> Self {
-        NetworkConfig { nodes: 3 }
+        NetworkConfig { nodes: 3, router_bfd: true }
     }
 }
 
@@ -104,6 +108,8 @@ pub struct Network {
     /// Stops on `Drop`; cuts nodes off for [`Network::cut_api`].
     relay: Relay,
     router_bird: Child,
+    /// Whether the router runs BFD ([`NetworkConfig::router_bfd`]).
+    router_bfd: bool,
     nodes: Vec<LabNode>,
     namespaces: Namespaces,
     tools: Tools,
@@ -183,7 +189,7 @@ impl Network {
 
         let peers: Vec<bird::Peer<'_>> =
             nodes.iter().map(|n| bird::Peer { name: &n.port, ipv4: n.ipv4, ipv6: n.ipv6 }).collect();
-        let router_config = bird::router_config(ROUTER_IPV4, &peers);
+        let router_config = bird::router_config(ROUTER_IPV4, &peers, cfg.router_bfd);
         let (router_bird, router_socket) = start_bird(&tools, &dir, &router, &router_config).await?;
         let node_config =
             bird::node_config(ROUTER_IPV4, ROUTER_IPV6).map_err(|e| LabError::Prerequisite {
@@ -210,6 +216,7 @@ impl Network {
         let network = Network {
             relay,
             router_bird,
+            router_bfd: cfg.router_bfd,
             nodes: lab_nodes,
             namespaces,
             tools,
@@ -361,7 +368,22 @@ impl Network {
         Ok(bird::parse_protocols(&self.tools.birdc(&self.router_socket, &["show", "protocols"]).await?))
     }
 
-    /// Waits until every session on the router is Established, failing early when a BIRD exits.
+    /// The BFD sessions of the BIRD in `netns` (the router's or a node's) and their states.
+    pub async fn bfd_sessions(&self, netns: &str) -> Result<Vec<BfdSession>, LabError> {
+        Ok(bird::parse_bfd_sessions(&self.birdc(netns, &["show", "bfd", "sessions"]).await?))
+    }
+
+    /// How many of the router's BFD sessions are Up, when the router runs BFD.
+    async fn bfd_up(&self) -> Result<Option<usize>, LabError> {
+        if !self.router_bfd {
+            return Ok(None);
+        }
+        let sessions = self.bfd_sessions(&self.router).await?;
+        Ok(Some(sessions.iter().filter(|s| s.is_up()).count()))
+    }
+
+    /// Waits until every session on the router is Established (and watched by an Up BFD session when
+    /// the router runs BFD), failing early when a BIRD exits.
     async fn wait_for_sessions(&self) -> Result<(), LabError> {
         let began = Instant::now();
         let expected = 2 * self.nodes.len();
@@ -375,10 +397,18 @@ impl Network {
                 Ok(sessions) => {
                     let established = sessions.iter().filter(|s| s.is_established()).count();
                     if established == expected {
-                        tracing::debug!(elapsed = ?began.elapsed(), "every BGP session Established");
-                        return Ok(());
+                        match self.bfd_up().await? {
+                            Some(up) if up < expected => {
+                                format!("{up} of {expected} BFD sessions Up on the router")
+                            }
+                            _ => {
+                                tracing::debug!(elapsed = ?began.elapsed(), "every BGP (and BFD) session up");
+                                return Ok(());
+                            }
+                        }
+                    } else {
+                        format!("{established} of {expected} sessions Established: {sessions:?}")
                     }
-                    format!("{established} of {expected} sessions Established: {sessions:?}")
                 }
                 Err(e) => e.to_string(),
             };

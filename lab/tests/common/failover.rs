@@ -3,7 +3,7 @@
 //! `data_path_failover` tests (which assert) and the `failover` bench (which repeats and counts).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Service;
@@ -12,13 +12,19 @@ use purelb_lab::{ControlPlane, LabPod, ProbeConfig, ProbeReport, TestNamespace, 
 
 use super::traffic::{DataPath, at, echo_service, elected, run_pods, wait_endpoints, wait_settled};
 use super::{
-    create, create_group, group, holders, ingress, start_agent, wait_agent_ready, wait_ingress, wait_route,
+    create, create_group, group, holders, ingress, route_nexthops, start_agent, wait_agent_ready,
+    wait_ingress, wait_route,
 };
 
 /// How long an abruptly lost node may take to lose its local address, client side: the agent's
 /// documented bound (Lease 4 s, +250 ms tick and watch latency: under 5 s) plus the client's own
 /// retransmission (a SYN lost just before the takeover is retried a second later) and a slow machine.
 pub const LOST_NODE_BOUND: Duration = Duration::from_secs(8);
+
+/// How long after an abrupt node loss requests to a routed address may still fail, client side: BFD's
+/// detection (200 ms x 3 = 600 ms) plus the router's kernel update and a slow machine. Without BFD the
+/// BGP hold time (3 s in the lab) would exceed it.
+pub const ROUTED_LOST_NODE_BOUND: Duration = Duration::from_secs(2);
 
 /// What a fault is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,6 +104,25 @@ pub struct Outcome {
     pub holder_after: String,
     /// From the fault until the local address was on another node (faults that move it).
     pub moved_after: Option<Duration>,
+    /// When the fault began, on the probes' clock ([`purelb_lab::Probe::sent`]).
+    pub fault_at: Duration,
+    /// From the fault until the router no longer routed the routed address via the lost node
+    /// ([`Fault::KillAndCut`]).
+    pub next_hop_gone_after: Option<Duration>,
+}
+
+impl Outcome {
+    /// How long after the fault the last failed request to the routed address was sent (zero when
+    /// none failed after it).
+    pub fn routed_failing_for(&self) -> Duration {
+        self.routed
+            .probes
+            .iter()
+            .filter(|p| p.result.is_err())
+            .map(|p| p.sent.saturating_sub(self.fault_at))
+            .max()
+            .unwrap_or_default()
+    }
 }
 
 /// Applies `fault` while probing both addresses; returns what the client saw. Leaves every agent
@@ -113,12 +138,14 @@ pub async fn apply(lab: &ControlPlane, dp: &mut DataPath, t: &Targets, fault: Fa
         // Services select only the other nodes' pods, so what fails is the address's outage.
         only_pods_off(lab, t, &holder_before, dp).await;
     }
+    let probing = Instant::now();
     let probers =
         [dp.client.probe(local_to, config.clone()).unwrap(), dp.client.probe(routed_to, config).unwrap()];
     // A second of steady traffic first, so every report starts answered.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let began = Instant::now();
-    let (mut moved_after, mut moved_to) = (None, None);
+    let fault_at = began - probing;
+    let (mut moved_after, mut moved_to, mut next_hop_gone_after) = (None, None, None);
     match fault {
         Fault::Sigterm => {
             let i = index_of(dp, &holder_before);
@@ -132,8 +159,19 @@ pub async fn apply(lab: &ControlPlane, dp: &mut DataPath, t: &Targets, fault: Fa
             let node = dp.net.node(&holder_before).unwrap();
             node.set_link(false).await.unwrap();
             dp.cluster.agents[i].child.kill().unwrap();
-            moved_to = Some(wait_moved(dp, &t.local, &holder_before).await);
-            moved_after = Some(began.elapsed());
+            let hop: IpAddr = node.ipv4().into();
+            let route = format!("{}/32", t.routed);
+            let (to, gone) = tokio::join!(
+                async {
+                    let to = wait_moved(dp, &t.local, &holder_before).await;
+                    (to, began.elapsed())
+                },
+                async {
+                    wait_next_hop_gone(dp, &route, hop).await;
+                    began.elapsed()
+                }
+            );
+            (moved_to, moved_after, next_hop_gone_after) = (Some(to.0), Some(to.1), Some(gone));
         }
         Fault::RollingRestart => {
             for i in 0..dp.agents.len() {
@@ -170,7 +208,7 @@ pub async fn apply(lab: &ControlPlane, dp: &mut DataPath, t: &Targets, fault: Fa
             wait_settled(&dp.client, to).await;
         }
     }
-    Outcome { local, routed, holder_before, holder_after, moved_after }
+    Outcome { local, routed, holder_before, holder_after, moved_after, fault_at, next_hop_gone_after }
 }
 
 /// Narrows both Services' selectors to the pods not on `node`, and waits until they answer steadily.
@@ -199,6 +237,15 @@ async fn restart(lab: &ControlPlane, dp: &mut DataPath, i: usize) {
     let agent = start_agent(lab, &dp.net, &node, &["--log-format=text"]).await;
     wait_agent_ready(&agent).await;
     dp.cluster.agents[i] = agent;
+}
+
+/// Waits (at most 30 s, polling every 10 ms) until the router's route `dst` no longer has `hop`.
+async fn wait_next_hop_gone(dp: &DataPath, dst: &str, hop: IpAddr) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while route_nexthops(&dp.net, dst).await.contains(&hop) {
+        assert!(Instant::now() < deadline, "the router still routes {dst} via {hop} after 30 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// Waits (at most 30 s, polling at least every 50 ms) until a node other than `from` holds `ip` on its

@@ -320,7 +320,7 @@ pub struct Cluster {
 /// Starts the allocator (as `identity`), a network of `nodes` and an agent on each node.
 pub async fn start_cluster(lab: &ControlPlane, identity: &str, nodes: &[&str]) -> Cluster {
     let allocator = start_allocator(lab, identity, &[], true).await;
-    let config = purelb_lab::NetworkConfig { nodes: nodes.len() };
+    let config = purelb_lab::NetworkConfig { nodes: nodes.len(), ..Default::default() };
     let net = purelb_lab::Network::create(lab, config).await.expect("network");
     let agents = start_agents(lab, &net, nodes).await;
     Cluster { net, allocator, agents }

@@ -156,6 +156,7 @@ pub fn expected_winner(ip: &str) -> String {
             interface: "eth0".into(),
             live: true,
             excluded: false,
+            shutting_down: false,
         })
         .collect();
     purelb_core::announce::elect(ip.parse().unwrap(), &nodes).winner.unwrap()
