@@ -7,7 +7,7 @@
 //! second one client gets through the routed address (offered one every 1 ms: the data path is
 //! kube-proxy's and the kernel's, PureLB only places the address).
 //! Run: `cargo build --release --bins && cargo bench -p purelb-lab --bench failover` (RUNS=N PAUSE_S=S,
-//! FAULTS=Sigterm,KillAndCut,RollingRestart,ApiPause for some only).
+//! FAULTS=Sigterm,KillAndCut,NodeShutdown,RollingRestart,ApiPause for some only).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/common/mod.rs"]
@@ -36,9 +36,15 @@ async fn main() {
         .expect("the agents' DaemonSet");
     let t = targets(&lab, &dp, "bench-fo", "192.0.2.230-192.0.2.230", "203.0.113.230-203.0.113.230").await;
 
-    // FAULTS=Sigterm,KillAndCut,... picks some (default: all four).
+    // FAULTS=Sigterm,KillAndCut,... picks some (default: all five).
     let only = std::env::var("FAULTS").unwrap_or_default();
-    let faults = [Fault::Sigterm, Fault::KillAndCut, Fault::RollingRestart, Fault::ApiPause(pause)];
+    let faults = [
+        Fault::Sigterm,
+        Fault::KillAndCut,
+        Fault::NodeShutdown,
+        Fault::RollingRestart,
+        Fault::ApiPause(pause),
+    ];
     for fault in faults
         .into_iter()
         .filter(|f| only.is_empty() || only.split(',').any(|o| format!("{f:?}").starts_with(o)))

@@ -6,6 +6,8 @@
 //!     [`LOST_NODE_BOUND`], the routed one fails only for less than [`ROUTED_LOST_NODE_BOUND`] (BFD drops
 //!     the lost node's next hop; the count and the outages are printed);
 //! (c) a rolling restart of every agent: 0 failed, local and routed;
+//! (c') a graceful node shutdown (the kubelet's Ready "node is shutting down", then SIGTERM): the
+//!     node's local address moves and its routes are withdrawn before its agent stops, 0 failed;
 //! (d) kube-apiserver paused for 30 s: 0 failed, local and routed (fail-static).
 //! And what a stopping agent leaves: routed addresses stay for the next agent on a restart, and go on
 //! an uninstall (the DaemonSet deleted).
@@ -104,6 +106,20 @@ async fn a_lost_node_leaves_its_local_address_unanswered_within_the_bound() {
     // Answered again at the end: the last requests all succeeded.
     let tail = &o.local.probes[o.local.probes.len() - 50..];
     assert!(tail.iter().all(|p| p.result.is_ok()), "local: {}", o.local.summary());
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_graceful_node_shutdown_moves_both_addresses_before_the_agent_stops_without_a_failed_request() {
+    let (lab, mut dp) = data_path().await;
+    let t = targets(lab, &dp, "dpf-down", "192.0.2.252-192.0.2.252", "203.0.113.252-203.0.113.252").await;
+    let o = apply(lab, &mut dp, &t, Fault::NodeShutdown).await;
+    show("graceful node shutdown", &o);
+    eprintln!("routed: the shut-down node's next hop gone after {:?}", o.next_hop_gone_after);
+    assert_ne!(o.holder_before, o.holder_after, "the local address moved");
+    assert!(o.next_hop_gone_after.is_some(), "the router stopped routing via the node");
+    assert_eq!(o.local.failed(), 0, "local: {}", o.local.summary());
+    assert_eq!(o.routed.failed(), 0, "routed: {}", o.routed.summary());
     t.cleanup().await;
 }
 

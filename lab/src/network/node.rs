@@ -287,6 +287,33 @@ pub(crate) async fn apply_node_object(client: &kube::Client, node: &LabNode) -> 
     Ok(())
 }
 
+impl LabNode {
+    /// Writes the Node's `Ready` condition as the kubelet does when a graceful node shutdown begins
+    /// (`False`, "node is shutting down"; `shutting_down`) or when it posts ready again (`false`).
+    pub async fn set_shutting_down(
+        &self,
+        client: &kube::Client,
+        shutting_down: bool,
+    ) -> Result<(), LabError> {
+        let nodes: Api<Node> = Api::all(client.clone());
+        let name = self.name();
+        let ready = if shutting_down {
+            json!({"type": "Ready", "status": "False", "reason": "KubeletNotReady", "message": "node is shutting down"})
+        } else {
+            json!({"type": "Ready", "status": "True", "reason": "PurelbLab", "message": "a purelb-lab node (no kubelet)"})
+        };
+        nodes
+            .patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"status": {"conditions": [ready]}})),
+            )
+            .await
+            .map_err(|e| LabError::kube(format!("writing the Ready condition of Node {name}"), e))?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -38,6 +38,10 @@ pub enum Fault {
     RollingRestart,
     /// kube-apiserver paused (SIGSTOP) this long, then resumed.
     ApiPause(Duration),
+    /// A graceful node shutdown of the local address's holder, as the kubelet runs one: its Node's
+    /// Ready condition says "node is shutting down", then (once its addresses moved) its agent gets
+    /// SIGTERM; the node comes back afterwards, outside the measurement.
+    NodeShutdown,
 }
 
 /// One namespace with two echo pods (one per node), a local and a routed Service for them.
@@ -107,7 +111,7 @@ pub struct Outcome {
     /// When the fault began, on the probes' clock ([`purelb_lab::Probe::sent`]).
     pub fault_at: Duration,
     /// From the fault until the router no longer routed the routed address via the lost node
-    /// ([`Fault::KillAndCut`]).
+    /// ([`Fault::KillAndCut`], [`Fault::NodeShutdown`]).
     pub next_hop_gone_after: Option<Duration>,
 }
 
@@ -159,19 +163,18 @@ pub async fn apply(lab: &ControlPlane, dp: &mut DataPath, t: &Targets, fault: Fa
             let node = dp.net.node(&holder_before).unwrap();
             node.set_link(false).await.unwrap();
             dp.cluster.agents[i].child.kill().unwrap();
-            let hop: IpAddr = node.ipv4().into();
-            let route = format!("{}/32", t.routed);
-            let (to, gone) = tokio::join!(
-                async {
-                    let to = wait_moved(dp, &t.local, &holder_before).await;
-                    (to, began.elapsed())
-                },
-                async {
-                    wait_next_hop_gone(dp, &route, hop).await;
-                    began.elapsed()
-                }
-            );
-            (moved_to, moved_after, next_hop_gone_after) = (Some(to.0), Some(to.1), Some(gone));
+            let (to, after, gone) = wait_node_left(dp, t, &holder_before, node.ipv4().into(), began).await;
+            (moved_to, moved_after, next_hop_gone_after) = (Some(to), Some(after), Some(gone));
+        }
+        Fault::NodeShutdown => {
+            let i = index_of(dp, &holder_before);
+            let node = dp.net.node(&holder_before).unwrap();
+            let client = lab.admin_client().await.unwrap();
+            node.set_shutting_down(&client, true).await.unwrap();
+            let (to, after, gone) = wait_node_left(dp, t, &holder_before, node.ipv4().into(), began).await;
+            (moved_to, moved_after, next_hop_gone_after) = (Some(to), Some(after), Some(gone));
+            // The kubelet stops the node-critical pods last: the agent, after its addresses moved.
+            dp.cluster.agents[i].child.terminate().await.unwrap();
         }
         Fault::RollingRestart => {
             for i in 0..dp.agents.len() {
@@ -193,22 +196,35 @@ pub async fn apply(lab: &ControlPlane, dp: &mut DataPath, t: &Targets, fault: Fa
     let (local, routed) = (local.stop().await.unwrap(), routed.stop().await.unwrap());
     // A lost node keeps its address (its agent is gone, its cable out): the new holder is the other one.
     let holder_after = match moved_to {
-        Some(node) if fault == Fault::KillAndCut => node,
+        Some(node) if matches!(fault, Fault::KillAndCut | Fault::NodeShutdown) => node,
         _ => elected(&dp.net, &t.local).await,
     };
+    if fault == Fault::NodeShutdown {
+        // The node back up: its kubelet posts Ready, its agent starts, and the router routes the
+        // routed address via every node again.
+        let client = lab.admin_client().await.unwrap();
+        dp.net.node(&holder_before).unwrap().set_shutting_down(&client, false).await.unwrap();
+        restart(lab, dp, index_of(dp, &holder_before)).await;
+        wait_route_via_every_node(dp, t).await;
+    }
     if fault == Fault::KillAndCut {
         // Back as found: the cable in, a new agent, the router routing the routed address via every
         // node again (BGP re-established), and both addresses answering.
         dp.net.node(&holder_before).unwrap().set_link(true).await.unwrap();
         restart(lab, dp, index_of(dp, &holder_before)).await;
-        let hops: Vec<String> = dp.net.nodes().iter().map(|n| n.ipv4().to_string()).collect();
-        let hops: Vec<&str> = hops.iter().map(String::as_str).collect();
-        wait_route(&dp.net, &format!("{}/32", t.routed), &hops).await;
-        for to in t.addresses() {
-            wait_settled(&dp.client, to).await;
-        }
+        wait_route_via_every_node(dp, t).await;
     }
     Outcome { local, routed, holder_before, holder_after, moved_after, fault_at, next_hop_gone_after }
+}
+
+/// Waits until the router routes the routed address via every node and both addresses answer steadily.
+async fn wait_route_via_every_node(dp: &DataPath, t: &Targets) {
+    let hops: Vec<String> = dp.net.nodes().iter().map(|n| n.ipv4().to_string()).collect();
+    let hops: Vec<&str> = hops.iter().map(String::as_str).collect();
+    wait_route(&dp.net, &format!("{}/32", t.routed), &hops).await;
+    for to in t.addresses() {
+        wait_settled(&dp.client, to).await;
+    }
 }
 
 /// Narrows both Services' selectors to the pods not on `node`, and waits until they answer steadily.
@@ -237,6 +253,29 @@ async fn restart(lab: &ControlPlane, dp: &mut DataPath, i: usize) {
     let agent = start_agent(lab, &dp.net, &node, &["--log-format=text"]).await;
     wait_agent_ready(&agent).await;
     dp.cluster.agents[i] = agent;
+}
+
+/// Waits until the local address moved off `node` and the router no longer routes the routed address
+/// via `hop` (the node's address); returns the new holder and both times since `began`.
+async fn wait_node_left(
+    dp: &DataPath,
+    t: &Targets,
+    node: &str,
+    hop: IpAddr,
+    began: Instant,
+) -> (String, Duration, Duration) {
+    let route = format!("{}/32", t.routed);
+    let ((to, moved), gone) = tokio::join!(
+        async {
+            let to = wait_moved(dp, &t.local, node).await;
+            (to, began.elapsed())
+        },
+        async {
+            wait_next_hop_gone(dp, &route, hop).await;
+            began.elapsed()
+        }
+    );
+    (to, moved, gone)
 }
 
 /// Waits (at most 30 s, polling every 10 ms) until the router's route `dst` no longer has `hop`.
