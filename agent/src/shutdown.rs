@@ -20,7 +20,7 @@ use k8s_openapi::api::apps::v1::DaemonSet;
 use kube::Api;
 use tokio::sync::mpsc;
 
-pub use purelb_core::announce::departure::{Departure, departure};
+pub use purelb_core::announce::departure::{Departure, ReadFailure, departure};
 
 use crate::conflict::Sighting;
 use crate::netlink::{Netlink, NetlinkError};
@@ -86,8 +86,11 @@ impl Handover {
 pub async fn read_departure(api: &Api<DaemonSet>, name: &str, timeout: Duration) -> Departure {
     let read = match tokio::time::timeout(timeout, api.get_opt(name)).await {
         Ok(Ok(ds)) => Ok(ds),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no answer within {timeout:?}")),
+        Ok(Err(kube::Error::Api(status))) => {
+            Err(ReadFailure::Refused { code: status.code, message: status.message.clone() })
+        }
+        Ok(Err(e)) => Err(ReadFailure::NoAnswer(e.to_string())),
+        Err(_) => Err(ReadFailure::NoAnswer(format!("no answer within {timeout:?}"))),
     };
     departure(name, read)
 }
