@@ -8,8 +8,9 @@
 //!   allocator and an agent per node run as the kubelet would run the installed containers (their args
 //!   and env, the chart's ServiceAccounts' tokens) and allocate and announce the seed's examples (a
 //!   routed address on kube-lb0 of every node and at the router, a local one on the elected node's eth0);
-//!   `helm upgrade` changes the Deployment and the DaemonSet; `helm uninstall` deletes every object the
-//!   release made and keeps exactly the two CRDs of crds/ (Helm's policy).
+//!   `helm upgrade` changes the Deployment and the DaemonSet (a restarted agent runs with the new flag);
+//!   the DaemonSet deleted first makes the stopping agents withdraw every address, then `helm uninstall`
+//!   deletes every object the release made and keeps exactly the two CRDs of crds/ (Helm's policy).
 //!
 //! One lab for the file, used by the lifecycle test alone (the chart's objects have fixed names, so one
 //! release per cluster). The release record lives in a test namespace; addresses are the seed's own
@@ -599,10 +600,17 @@ async fn install_runs_the_daemons_as_installed_then_upgrade_changes_and_uninstal
     wait_holders(&net, "192.0.2.200", &[(&winner, "eth0", 24)]).await;
     agents.push(restarted);
 
-    // helm uninstall. The kubelet would stop the pods; here they are processes: stop them first.
+    // Uninstall as the README says: the DaemonSet first, while the agents' RBAC still exists, so that each
+    // stopping agent reads it gone and withdraws its routed addresses (a plain `helm uninstall` deletes
+    // the RBAC at the same moment: the agents cannot read their DaemonSet, take it for a restart and
+    // leave the routed addresses on kube-lb0). The kubelet would then stop the agents: SIGTERM here.
+    kubectl(lab, &["delete", "-n", NS, "daemonset/purelb-agent", "--wait=false"]);
     for a in &agents {
         a.child.terminate().await.unwrap();
     }
+    wait_holders(&net, "172.30.250.53", &[]).await;
+    wait_holders(&net, "192.0.2.200", &[]).await;
+    // helm uninstall (the Deployment's deletion would stop the allocator; here it is a process).
     allocator.terminate().await.unwrap();
     let uninstall = helm(
         Some(lab),
