@@ -567,14 +567,17 @@ async fn install_runs_the_daemons_as_installed_then_upgrade_changes_and_uninstal
             &chart,
             "-n",
             release_ns.name(),
-            "-f",
-            values,
+            "--reuse-values",
             "--set",
             "allocator.replicas=1,agent.handoverTimeoutMs=1500",
         ],
     );
     assert!(upgrade.ok, "{upgrade:?}");
     assert_eq!(installed(lab, "deployment/purelb-allocator")["spec"]["replicas"], 1);
+    // --reuse-values kept the install's values: the chart's ServiceGroup and LBNodeAgent are still there.
+    for o in made.iter().filter(|o| o["kind"] == "ServiceGroup" || o["kind"] == "LBNodeAgent") {
+        assert!(exists(lab, o), "the upgrade removed {}", describe(o));
+    }
     let daemonset = installed(lab, "daemonset/purelb-agent");
     assert!(
         args_of(&daemonset).contains(&"--handover-timeout-ms=1500".to_string()),
