@@ -1,3 +1,7 @@
+// Wrapper module that pins helm (helm.sh/helm/v4) so that lab/helm/build.sh can build it from the Go
+// module proxy for the chart's lab test (lab/tests/helm.rs). tools.go names the main package; after
+// changing the version, run `GOFLAGS=-mod=mod GOTOOLCHAIN=local go get helm.sh/helm/v4@vX.Y.Z && go mod
+// tidy` here.
 module purelb.rs/lab/helm
 
 go 1.26.0
