@@ -649,4 +649,5 @@ async fn install_runs_the_daemons_as_installed_then_upgrade_changes_and_uninstal
     }
     test.cleanup().await.unwrap();
     release_ns.cleanup().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
 }
