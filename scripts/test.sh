@@ -3,9 +3,9 @@
 #   formatting, clippy (warnings are errors), the build of every binary, the krew manifest, the images'
 #   static executables, and `cargo test --workspace` (unit tests and the lab's end-to-end tests against a
 #   real etcd + kube-apiserver).
-# Prerequisite: the lab's upstream binaries, built once by lab/upstream/build.sh (needs Go; so does
-# krew/build-validator.sh, which builds krew's manifest validator); .ci/run
-# installs everything else a fresh machine needs.
+# Prerequisite: the lab's upstream binaries, built once by lab/upstream/build.sh (needs Go; so do
+# krew/build-validator.sh, which builds krew's manifest validator, and lab/helm/build.sh, which builds helm
+# for the chart's lab test); .ci/run installs everything else a fresh machine needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,6 +47,12 @@ bash krew/check.sh target/debug
 
 stage "images: static executables that start alone (images/check.sh)"
 bash images/check.sh
+
+stage "helm for the chart's lab test (lab/helm/build.sh; a first build takes about 5 minutes)"
+PURELB_HELM=$(bash lab/helm/build.sh) \
+  || fail "lab/helm/build.sh failed: building helm needs the Go toolchain (go on PATH) and the Go module proxy"
+export PURELB_HELM
+"$PURELB_HELM" version --short
 
 stage "cargo test --workspace"
 cargo test --workspace

@@ -1,11 +1,15 @@
-//! The CRDs of `purelb.io/v1` as the YAML committed in `deploy/crds.yaml`: [`render`] produces it from the
-//! Rust types, [`first_difference`] says where a committed copy went stale.
+//! The CRDs of `purelb.io/v1` as the YAML committed in `deploy/crds.yaml` (and its copy in the Helm chart,
+//! `deploy/helm/purelb/crds/crds.yaml`): [`render`] produces it from the Rust types, [`first_difference`]
+//! says where a committed copy went stale.
 
 use kube::CustomResourceExt;
 use purelb_core::api::{LBNodeAgent, ServiceGroup};
 
 /// The command that rewrites the committed file, quoted in every staleness message.
 pub const REGENERATE: &str = "cargo run -q -p purelb-crdgen > deploy/crds.yaml";
+
+/// The Helm chart's copy of `deploy/crds.yaml` (Helm installs a chart's `crds/` before its templates).
+pub const CHART_COPY: &str = "deploy/helm/purelb/crds/crds.yaml";
 
 /// Both CRDs as one multi-document YAML, with a header saying where it comes from.
 pub fn render() -> Result<String, serde_saphyr::SerializeError> {
@@ -58,6 +62,21 @@ mod tests {
             panic!(
                 "{} is stale at line {line}:\n  generated: {want:?}\n  committed: {have:?}\nrun `{REGENERATE}`",
                 path.display()
+            );
+        }
+    }
+
+    /// The chart's `crds/` holds the same bytes as `deploy/crds.yaml`: Helm installs the CRDs that
+    /// `kubectl purelb install` applies, never an older copy.
+    #[test]
+    fn chart_crds_are_current() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let copy = std::fs::read_to_string(root.join(CHART_COPY)).unwrap_or_else(|e| {
+            panic!("cannot read {CHART_COPY}: {e}; run `cp deploy/crds.yaml {CHART_COPY}`")
+        });
+        if let Some((line, want, have)) = first_difference(&render().unwrap(), &copy) {
+            panic!(
+                "{CHART_COPY} is stale at line {line}:\n  generated: {want:?}\n  in the chart: {have:?}\nrun `{REGENERATE} && cp deploy/crds.yaml {CHART_COPY}`"
             );
         }
     }
