@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds PureLB daemons as static executables (musl, static-pie: no libc or loader needed at run time) for
-# one architecture, checks that they are static and of that architecture, and copies them to OUT_DIR.
+# Builds PureLB daemons as static executables (musl; static-pie on x86_64, static non-PIE on aarch64 as
+# the cross gcc links it: no libc or loader needed at run time) for one architecture, checks that they are static and of that architecture, and copies them to OUT_DIR.
 # images/build-oci.sh puts them into the images; images/check.sh (part of scripts/test.sh) runs both.
 #
 #   images/build-static.sh [--arch x86_64|aarch64] OUT_DIR PACKAGE [PACKAGE...]
