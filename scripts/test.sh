@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The one command that runs every check and test of purelb-rs, failing at the first error:
-#   formatting, clippy (warnings are errors), the build of every binary, the krew manifest, the images'
-#   static executables, and `cargo test --workspace` (unit tests and the lab's end-to-end tests against a
-#   real etcd + kube-apiserver).
+#   formatting, clippy (warnings are errors), the build of every binary, the krew manifest, the images
+#   (built for amd64 and arm64, unpacked, started), helm, and `cargo test --workspace` (unit tests and the
+#   lab's end-to-end tests against a real etcd + kube-apiserver, the Helm chart's included).
 # Prerequisite: the lab's upstream binaries, built once by lab/upstream/build.sh (needs Go; so do
 # krew/build-validator.sh, which builds krew's manifest validator, and lab/helm/build.sh, which builds helm
 # for the chart's lab test); .ci/run installs everything else a fresh machine needs.
@@ -45,7 +45,7 @@ cargo build --workspace --bins
 stage "krew manifest (krew's own validate-krew-manifest and krew install; krew/check.sh)"
 bash krew/check.sh target/debug
 
-stage "images: static executables that start alone (images/check.sh)"
+stage "images: OCI images for amd64 and arm64, unpacked and started as their user (images/check.sh)"
 bash images/check.sh
 
 stage "helm for the chart's lab test (lab/helm/build.sh; a first build takes about 5 minutes)"
