@@ -9,7 +9,7 @@
 //!   and env, the chart's ServiceAccounts' tokens) and allocate and announce the seed's examples (a
 //!   routed address on kube-lb0 of every node and at the router, a local one on the elected node's eth0);
 //!   `helm upgrade` changes the Deployment and the DaemonSet (a restarted agent runs with the new flag);
-//!   the DaemonSet deleted first makes the stopping agents withdraw every address, then `helm uninstall`
+//!   a plain `helm uninstall` (the agents' RBAC goes with it; their SIGTERM then withdraws every address)
 //!   deletes every object the release made and keeps exactly the two CRDs of crds/ (Helm's policy).
 //!
 //! One lab for the file, used by the lifecycle test alone (the chart's objects have fixed names, so one
@@ -330,6 +330,7 @@ fn lab_nodes() -> Vec<NodeFacts> {
             interface: "eth0".into(),
             live: true,
             excluded: false,
+            shutting_down: false,
         })
         .collect()
 }
@@ -526,8 +527,9 @@ async fn install_runs_the_daemons_as_installed_then_upgrade_changes_and_uninstal
 
     // The daemons as the kubelet would run the installed containers.
     let allocator = start_installed_allocator(lab).await;
-    let net =
-        purelb_lab::Network::create(lab, purelb_lab::NetworkConfig { nodes: 3 }).await.expect("network");
+    let net = purelb_lab::Network::create(lab, purelb_lab::NetworkConfig { nodes: 3, ..Default::default() })
+        .await
+        .expect("network");
     let agents = start_installed_agents(lab, &net).await;
 
     // The seed's examples: echoserver-service from the chart's `default` group (routed), servicetest
@@ -603,22 +605,20 @@ async fn install_runs_the_daemons_as_installed_then_upgrade_changes_and_uninstal
     wait_holders(&net, "192.0.2.200", &[(&winner, "eth0", 24)]).await;
     agents.push(restarted);
 
-    // Uninstall as the README says: the DaemonSet first, while the agents' RBAC still exists, so that each
-    // stopping agent reads it gone and withdraws its routed addresses (a plain `helm uninstall` deletes
-    // the RBAC at the same moment: the agents cannot read their DaemonSet, take it for a restart and
-    // leave the routed addresses on kube-lb0). The kubelet would then stop the agents: SIGTERM here.
-    kubectl(lab, &["delete", "-n", NS, "daemonset/purelb-agent", "--wait=false"]);
-    for a in &agents {
-        a.child.terminate().await.unwrap();
-    }
-    wait_holders(&net, "172.30.250.53", &[]).await;
-    wait_holders(&net, "192.0.2.200", &[]).await;
-    // helm uninstall (the Deployment's deletion would stop the allocator; here it is a process).
+    // A plain `helm uninstall` while the agents still run: it deletes the DaemonSet and the agents' RBAC
+    // at once. The kubelet would then stop the agents (SIGTERM here); each finds its DaemonSet gone or is
+    // refused (403: its RBAC is gone) and takes that for an uninstall: it withdraws every address,
+    // routed ones included. (The Deployment's deletion would stop the allocator; here it is a process.)
     allocator.terminate().await.unwrap();
     let uninstall = helm(
         Some(lab),
         &["uninstall", RELEASE, "-n", release_ns.name(), "--wait=watcher", "--timeout", "120s"],
     );
+    for a in &agents {
+        a.child.terminate().await.unwrap();
+    }
+    wait_holders(&net, "172.30.250.53", &[]).await;
+    wait_holders(&net, "192.0.2.200", &[]).await;
     assert!(uninstall.ok, "{uninstall:?}");
     // Every object the release made is gone (the namespace last: the lab's kube-controller-manager
     // empties it, Leases and the localaddr group included) ...
