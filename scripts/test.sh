@@ -45,6 +45,9 @@ cargo build --workspace --bins
 stage "krew manifest (krew's own validate-krew-manifest and krew install; krew/check.sh)"
 bash krew/check.sh target/debug
 
+stage "krew cross builds: windows/amd64 under Wine, linux/arm64 under qemu-user, compared with the native build (krew/cross.sh)"
+bash krew/cross.sh
+
 stage "images: OCI images for amd64 and arm64, unpacked and started as their user (images/check.sh)"
 bash images/check.sh
 
