@@ -263,13 +263,14 @@ impl Allocator {
         if groups_changed {
             touched.extend(self.services.keys().cloned());
         }
-        let mut retry = groups_changed;
         for key in std::mem::take(touched) {
-            retry |= self.reconcile(&key, started).await;
+            self.reconcile(&key, started).await;
         }
-        // Freed addresses or changed groups: give every pending Service another chance, again while a
-        // pass frees something (a Service that moves frees its old address); bounded by the number of
-        // pending Services, since a pass that frees nothing ends it.
+        // Any change may unblock a pending Service (an address freed, a group changed, a sharer's key
+        // or ports changed), as a restart would find: give each another chance, again while a pass
+        // frees something (a Service that moves frees its old address); bounded by the number of
+        // pending Services, and a pass that frees nothing ends it.
+        let mut retry = true;
         let mut passes = self.pending.len();
         while retry && passes > 0 {
             passes -= 1;

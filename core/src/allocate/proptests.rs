@@ -24,7 +24,9 @@ use proptest::test_runner::Config;
 
 use super::*;
 use crate::announce::facts::ingress_ips;
-use crate::api::{ALLOCATED_BY_VALUE, LOAD_BALANCER_CLASS, PoolSpec, ServiceGroupLocal, ServiceGroupSpec, annotations};
+use crate::api::{
+    ALLOCATED_BY_VALUE, LOAD_BALANCER_CLASS, PoolSpec, ServiceGroupLocal, ServiceGroupSpec, annotations,
+};
 use crate::pool::Family;
 
 /// Cases per property (each a sequence of up to [`MAX_STEPS`] steps).
@@ -76,16 +78,22 @@ enum Op {
     Apply(usize, Attrs),
     Delete(usize),
     /// Create or edit group `name` in `namespace`: (subnet, pool) pairs.
-    SetGroup { namespace: usize, name: usize, pools: Vec<(&'static str, &'static str)> },
-    RemoveGroup { namespace: usize, name: usize },
+    SetGroup {
+        namespace: usize,
+        name: usize,
+        pools: Vec<(&'static str, &'static str)>,
+    },
+    RemoveGroup {
+        namespace: usize,
+        name: usize,
+    },
     /// A new allocator: an empty index rebuilt from the Services as they are written.
     Restart,
 }
 
 fn attrs() -> impl Strategy<Value = Attrs> {
     let group = prop_oneof![3 => Just(None), 4 => prop::sample::select(GROUPS.to_vec()).prop_map(Some), 1 => Just(Some("nosuch"))];
-    let addresses =
-        prop_oneof![3 => Just(None), 2 => prop::sample::select(REQUESTS.to_vec()).prop_map(Some)];
+    let addresses = prop_oneof![3 => Just(None), 2 => prop::sample::select(REQUESTS.to_vec()).prop_map(Some)];
     let share = prop_oneof![2 => Just(None), 2 => Just(Some("a")), 1 => Just(Some("b"))];
     let ports = prop::collection::btree_set(
         prop::sample::select(vec![(80, "TCP"), (443, "TCP"), (53, "UDP"), (53, "TCP")]),
@@ -93,7 +101,16 @@ fn attrs() -> impl Strategy<Value = Attrs> {
     )
     .prop_map(|s| s.into_iter().collect::<Vec<_>>());
     let class = prop_oneof![6 => Just(None), 1 => Just(Some(LOAD_BALANCER_CLASS)), 1 => Just(Some("example.com/other"))];
-    (group, addresses, share, ports, 0..FAMILIES.len(), prop::bool::weighted(0.2), class, prop::bool::weighted(0.9))
+    (
+        group,
+        addresses,
+        share,
+        ports,
+        0..FAMILIES.len(),
+        prop::bool::weighted(0.2),
+        class,
+        prop::bool::weighted(0.9),
+    )
         .prop_map(|(group, addresses, share, ports, families, local, class, load_balancer)| Attrs {
             group,
             addresses,
@@ -107,9 +124,8 @@ fn attrs() -> impl Strategy<Value = Attrs> {
 }
 
 fn pools() -> impl Strategy<Value = Vec<(&'static str, &'static str)>> {
-    let v4 = prop::sample::select(V4_POOLS.to_vec()).prop_map(|p| {
-        (if p.starts_with("198.51.100.") { "198.51.100.0/24" } else { "192.0.2.0/24" }, p)
-    });
+    let v4 = prop::sample::select(V4_POOLS.to_vec())
+        .prop_map(|p| (if p.starts_with("198.51.100.") { "198.51.100.0/24" } else { "192.0.2.0/24" }, p));
     let v6 = prop::sample::select(V6_POOLS.to_vec()).prop_map(|p| ("2001:db8::/64", p));
     // One in ten: a pool outside its subnet (an invalid group).
     let broken = Just(("192.0.2.0/24", "203.0.113.0/30"));
@@ -132,7 +148,8 @@ fn op() -> impl Strategy<Value = Op> {
 fn group_spec(pools: &[(&str, &str)]) -> ServiceGroupSpec {
     let (mut v4pools, mut v6pools) = (Vec::new(), Vec::new());
     for (subnet, pool) in pools {
-        let spec = PoolSpec { subnet: subnet.to_string(), pool: pool.to_string(), aggregation: "default".into() };
+        let spec =
+            PoolSpec { subnet: subnet.to_string(), pool: pool.to_string(), aggregation: "default".into() };
         if pool.contains(':') { v6pools.push(spec) } else { v4pools.push(spec) }
     }
     ServiceGroupSpec { local: Some(ServiceGroupLocal { v4pools, v6pools, ..Default::default() }) }
@@ -294,10 +311,11 @@ impl Cluster {
         if groups_changed {
             touched.extend(self.services.keys().cloned());
         }
-        let mut retry = groups_changed;
         for key in touched {
-            retry |= self.reconcile(&key);
+            self.reconcile(&key);
         }
+        // Any change may unblock a pending Service (an address freed, a sharer's key or ports changed).
+        let mut retry = true;
         let mut passes = self.pending.len();
         while retry && passes > 0 {
             passes -= 1;
@@ -337,7 +355,11 @@ impl Cluster {
                 }
                 let conflicts = claim_existing(&mut fresh, self.services.values(), true);
                 prop_assert!(conflicts.is_empty(), "the restart found conflicts: {conflicts:?}");
-                prop_assert_eq!(holdings(&fresh), holdings(&self.index), "the restart rebuilt other holdings");
+                prop_assert_eq!(
+                    holdings(&fresh),
+                    holdings(&self.index),
+                    "the restart rebuilt other holdings"
+                );
                 let before = self.statuses();
                 self.index = fresh;
                 self.pending.clear();
@@ -409,7 +431,8 @@ impl Cluster {
                 prop_assert_eq!(req.sharing_key.as_deref(), first_key, "{} is shared under two keys", ip);
                 prop_assert!(!req.local_traffic_policy, "{ip} is shared by {} with ETP Local", req.key);
                 for other in &reqs[a + 1..] {
-                    let common: Vec<&PortKey> = req.ports.iter().filter(|p| other.ports.contains(p)).collect();
+                    let common: Vec<&PortKey> =
+                        req.ports.iter().filter(|p| other.ports.contains(p)).collect();
                     prop_assert!(
                         common.is_empty(),
                         "{ip} is shared by {} and {} on {common:?}",
@@ -451,16 +474,17 @@ fn holdings(index: &AllocationIndex) -> (BTreeMap<ServiceKey, Held>, BTreeMap<Ip
 fn run(ops: &[Op]) -> Result<(), TestCaseError> {
     let mut cluster = Cluster::default();
     cluster.index.set_group("purelb-system", "default", &group_spec(&[("192.0.2.0/24", V4_POOLS[0])]));
-    cluster.groups.insert(
-        ("purelb-system".into(), "default".into()),
-        group_spec(&[("192.0.2.0/24", V4_POOLS[0])]),
-    );
+    cluster
+        .groups
+        .insert(("purelb-system".into(), "default".into()), group_spec(&[("192.0.2.0/24", V4_POOLS[0])]));
     for (step, op) in ops.iter().enumerate() {
         let at = 1_700_000_000 + i64::try_from(step / 2).unwrap();
         let result = cluster.step(op, at).and_then(|()| cluster.check());
         if let Err(e) = result {
             let tail = cluster.log.iter().rev().take(12).rev().cloned().collect::<Vec<_>>().join("\n  ");
-            return Err(TestCaseError::fail(format!("after step {step} ({op:?}): {e}\n  last decisions:\n  {tail}")));
+            return Err(TestCaseError::fail(format!(
+                "after step {step} ({op:?}): {e}\n  last decisions:\n  {tail}"
+            )));
         }
     }
     Ok(())
@@ -474,5 +498,121 @@ proptest! {
         ops in prop::collection::vec(op(), 1..=MAX_STEPS)
     ) {
         run(&ops)?;
+    }
+}
+
+// === random strings in every annotation and field a Service is read by ===
+
+/// A Service with random text in every annotation PureLB reads or writes and in every spec and status
+/// field the allocator reads.
+fn random_service() -> impl Strategy<Value = Service> {
+    use crate::api::proptests::text;
+    let opt = || prop::option::weighted(0.6, text());
+    let known = |values: &'static [&'static str]| prop_oneof![3 => prop::sample::select(values.to_vec()).prop_map(|v| Some(v.to_string())), 1 => prop::option::of(text())];
+    (
+        prop::collection::vec((prop::sample::select(annotations::ALL.to_vec()), text()), 0..6),
+        (opt(), known(&["LoadBalancer", "ClusterIP"]), known(&[LOAD_BALANCER_CLASS]), opt()),
+        (
+            known(&["SingleStack", "PreferDualStack", "RequireDualStack"]),
+            prop::option::of(prop::collection::vec(known(&["IPv4", "IPv6"]), 0..3)),
+            known(&["Local", "Cluster"]),
+        ),
+        prop::collection::vec((any::<i32>(), prop::option::of(text())), 0..3),
+        prop::collection::vec(
+            prop_oneof![text(), prop::sample::select(REQUESTS.to_vec()).prop_map(String::from)],
+            0..3,
+        ),
+    )
+        .prop_map(|(ann, (lb_ip, type_, class, name), (policy, families, etp), ports, ingress)| {
+            let mut svc = Service {
+                metadata: ObjectMeta {
+                    name: name.or(Some("s".into())),
+                    namespace: Some("apps".into()),
+                    annotations: Some(ann.into_iter().map(|(k, v)| (k.to_string(), v)).collect()),
+                    ..Default::default()
+                },
+                spec: Some(ServiceSpec {
+                    type_,
+                    load_balancer_class: class,
+                    load_balancer_ip: lb_ip,
+                    ip_family_policy: policy,
+                    ip_families: families.map(|f| f.into_iter().flatten().collect()),
+                    external_traffic_policy: etp,
+                    ports: Some(
+                        ports
+                            .into_iter()
+                            .map(|(port, protocol)| ServicePort { port, protocol, ..Default::default() })
+                            .collect(),
+                    ),
+                    ..Default::default()
+                }),
+                status: None,
+            };
+            svc.status = Some(ServiceStatus {
+                load_balancer: Some(LoadBalancerStatus {
+                    ingress: Some(
+                        ingress
+                            .into_iter()
+                            .map(|ip| LoadBalancerIngress { ip: Some(ip), ..Default::default() })
+                            .collect(),
+                    ),
+                }),
+                ..Default::default()
+            });
+            svc
+        })
+}
+
+/// The seed-like groups the random Services are decided against (both families, a requested address
+/// of [`REQUESTS`] in most of them).
+fn string_index() -> AllocationIndex {
+    let mut index = AllocationIndex::new();
+    index.set_group(
+        "purelb-system",
+        "default",
+        &group_spec(&[("192.0.2.0/24", V4_POOLS[0]), ("2001:db8::/64", V6_POOLS[0])]),
+    );
+    index.set_group("purelb-system", "g1", &group_spec(&[("192.0.2.0/24", V4_POOLS[2])]));
+    index
+}
+
+proptest! {
+    #![proptest_config(Config { cases: crate::api::proptests::STRING_CASES, failure_persistence: None, ..Config::default() })]
+
+    /// Reading a Service never panics and an unreadable one is refused with a reason naming the
+    /// annotation or field; deciding, applying, claiming and keeping it never panic either, and every
+    /// failure carries a reason code and a message.
+    #[test]
+    fn random_annotations_and_fields_give_a_decision_or_a_reason(svc in random_service(), other in random_service()) {
+        let _ = ownership(&svc, true);
+        let mut index = string_index();
+        match ServiceRequest::from_service(&svc) {
+            Ok(req) => {
+                let d = index.decide(&req);
+                prop_assert!(!d.message().trim().is_empty(), "{:?}: an empty message", d.reason());
+                if let Err(f) = &d.outcome {
+                    prop_assert_ne!(f.reason, Reason::Allocated);
+                }
+                index.apply(&req, &d);
+                let again = index.decide(&req);
+                prop_assert_eq!(again.addresses(), d.addresses(), "deciding twice changed the answer");
+            }
+            Err(e) => {
+                let message = e.to_string();
+                prop_assert!(
+                    message.contains("purelb.io/") || message.contains("spec."),
+                    "the reason names no annotation or field: {message}"
+                );
+                index.keep(&ServiceRequest::lenient(&svc));
+            }
+        }
+        // Start-up over random statuses: whatever is claimed is consistent, and never held twice
+        // without a share.
+        let mut fresh = string_index();
+        let _ = claim_existing(&mut fresh, [&svc, &other], true);
+        for (ip, holding) in fresh.addresses() {
+            prop_assert!(!holding.holders.is_empty(), "{ip}");
+        }
+        let _ = crate::announce::facts::is_ours(&svc);
     }
 }
