@@ -48,6 +48,9 @@ bash krew/check.sh target/debug
 stage "images: static executables that start alone (images/check.sh)"
 bash images/check.sh
 
+stage "core property tests (allocation sequences, random strings; cargo test -p purelb-core proptests)"
+cargo test -p purelb-core --lib proptests
+
 stage "cargo test --workspace"
 cargo test --workspace
 

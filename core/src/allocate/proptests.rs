@@ -616,3 +616,127 @@ proptest! {
         let _ = crate::announce::facts::is_ours(&svc);
     }
 }
+
+// === regressions: the shrunk inputs of the bugs the properties found, one plain test each ===
+
+fn plain(families: usize) -> Attrs {
+    Attrs {
+        group: None,
+        addresses: None,
+        share: None,
+        ports: Vec::new(),
+        families,
+        local: false,
+        class: None,
+        load_balancer: true,
+    }
+}
+
+fn set_group(name: usize, pools: &[(&'static str, &'static str)]) -> Op {
+    Op::SetGroup { namespace: 0, name, pools: pools.to_vec() }
+}
+
+/// PreferDualStack degraded to IPv4, then RequireDualStack: it kept IPv4 alone (half a dual stack).
+#[test]
+fn regression_require_dual_stack_after_a_degraded_prefer_holds_neither() {
+    run(&[Op::Apply(0, plain(2)), Op::Apply(0, plain(3))]).unwrap();
+}
+
+/// A sharer whose annotation became unreadable kept its old sharing key in the index; a restart
+/// rebuilt it without.
+#[test]
+fn regression_an_unreadable_request_drops_its_old_sharing_key() {
+    let shared = Attrs { share: Some("a"), ..plain(2) };
+    let unreadable = Attrs { addresses: Some("not-an-address"), ..plain(0) };
+    run(&[Op::Apply(3, shared), Op::Apply(3, unreadable), Op::Restart]).unwrap();
+}
+
+/// A held address that a group edit moved into another group was recorded under that group after a
+/// restart (and then renumbered).
+#[test]
+fn regression_a_restart_records_the_group_written_on_the_service() {
+    run(&[
+        Op::Apply(4, plain(2)),
+        Op::Apply(0, plain(2)),
+        Op::Apply(1, plain(2)),
+        set_group(1, &[("192.0.2.0/24", "192.0.2.0-192.0.2.2")]),
+        set_group(0, &[]),
+        Op::Restart,
+    ])
+    .unwrap();
+}
+
+/// A Service that kept its address after a failed change (a group that did not exist yet) was not
+/// re-decided when the group appeared; a restart moved it.
+#[test]
+fn regression_a_new_group_re_decides_services_that_keep_an_address() {
+    let moved = Attrs { group: Some("g2"), ..plain(2) };
+    run(&[
+        Op::Apply(0, plain(0)),
+        Op::Apply(0, moved),
+        set_group(2, &[("192.0.2.0/24", "192.0.2.2-192.0.2.4")]),
+        Op::Restart,
+    ])
+    .unwrap();
+}
+
+/// A group edit that removed a family's pools made a PreferDualStack Service drop its working
+/// address of that family (FamilyUnavailable) — but only when it was re-decided.
+#[test]
+fn regression_a_group_edit_keeps_a_working_address_of_a_removed_family() {
+    run(&[Op::Apply(0, plain(2)), set_group(0, &[("2001:db8::/64", "2001:db8::-2001:db8::2")]), Op::Restart])
+        .unwrap();
+}
+
+/// A degraded PreferDualStack Service did not take the family's address freed by another Service.
+#[test]
+fn regression_a_degraded_prefer_dual_stack_takes_a_freed_address() {
+    run(&[
+        Op::Apply(0, plain(1)),
+        Op::Apply(3, plain(2)),
+        Op::Apply(2, plain(1)),
+        set_group(0, &[("2001:db8::/64", "2001:db8::2-2001:db8::3")]),
+        Op::Apply(2, plain(0)),
+        Op::Restart,
+    ])
+    .unwrap();
+}
+
+/// A requested IPv4 address from another group made `allocated-from` that group, so the Service's kept
+/// IPv6 address (its own group edited) was renumbered on the next decision.
+#[test]
+fn regression_allocated_from_prefers_the_group_asked_for() {
+    let requested = Attrs { group: Some("g2"), addresses: Some("192.0.2.9"), ..plain(2) };
+    run(&[
+        set_group(2, &[("2001:db8::/64", "2001:db8::8/126")]),
+        Op::Apply(5, Attrs { group: Some("g2"), ..plain(1) }),
+        set_group(2, &[("2001:db8::/64", "2001:db8::-2001:db8::2")]),
+        set_group(0, &[("192.0.2.0/24", "192.0.2.8/30")]),
+        Op::Apply(5, requested),
+        Op::Restart,
+    ])
+    .unwrap();
+}
+
+/// A Service refused an address another held under another key was not retried when the holder
+/// changed its key; a restart gave it the address.
+#[test]
+fn regression_a_pending_service_is_retried_when_a_sharer_changes() {
+    run(&[
+        Op::Apply(3, plain(0)),
+        Op::Apply(2, Attrs { share: Some("b"), ..plain(0) }),
+        Op::Apply(3, Attrs { share: Some("a"), addresses: Some("192.0.2.1"), ..plain(0) }),
+        Op::Apply(2, Attrs { share: Some("a"), ports: vec![(443, "TCP")], ..plain(0) }),
+        Op::Restart,
+    ])
+    .unwrap();
+}
+
+/// Changing the ports of one of two sharers to a common one kept both on the address.
+#[test]
+fn regression_a_sharer_whose_ports_now_collide_moves() {
+    let a = Attrs { share: Some("a"), ports: vec![(80, "TCP")], ..plain(0) };
+    let b = Attrs { share: Some("a"), ports: vec![(443, "TCP")], ..plain(0) };
+    let b_on_80 = Attrs { share: Some("a"), ports: vec![(80, "TCP")], ..plain(0) };
+    run(&[Op::Apply(0, a), Op::Apply(1, b), Op::Apply(1, b_on_80), Op::Restart]).unwrap();
+}
