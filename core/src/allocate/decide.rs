@@ -209,11 +209,13 @@ impl<'a> Decider<'a> {
     }
 
     fn kept(&self, ip: IpAddr) -> Assignment {
-        let group = self
-            .index
-            .held(&self.req.key)
-            .map(|h| h.group.clone())
-            .filter(|g| !g.is_empty())
+        // The group asked for when it holds the address (the Service moved to a group that contains
+        // what it holds); else the one it was recorded under.
+        let in_asked = matches!(self.index.group(&self.req.group),
+            Some(GroupState::Usable(slots)) if slots.iter().any(|s| s.pool.contains(ip)));
+        let group = Some(self.req.group.clone())
+            .filter(|_| in_asked)
+            .or_else(|| self.index.held(&self.req.key).map(|h| h.group.clone()).filter(|g| !g.is_empty()))
             .unwrap_or_else(|| self.index.group_of(ip, &self.req.group));
         Assignment { address: ip, pool: self.pool_text(&group, ip), group, how: How::Kept }
     }

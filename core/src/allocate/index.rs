@@ -229,10 +229,12 @@ impl AllocationIndex {
         if !conflicts.is_empty() {
             return conflicts;
         }
-        // The group PureLB recorded on the Service (`allocated-from`), as it was before a restart; else
-        // the group that contains the address; when none does (any more), the one the Service asks for,
-        // so that the address is kept rather than renumbered.
-        let group = req.allocated_from.clone().unwrap_or_else(|| {
+        // The group PureLB recorded on the Service (`allocated-from`), as it was before a restart (the
+        // group's pools may have been edited since; `explain` reports a record that names a group other
+        // than the one the addresses lie in); else the group that contains the address; when none does
+        // (any more), the one the Service asks for, so that the address is kept rather than renumbered.
+        let recorded = req.allocated_from.clone();
+        let group = recorded.unwrap_or_else(|| {
             kept.first()
                 .map(|ip| self.group_of(*ip, &req.group))
                 .filter(|g| !g.is_empty())

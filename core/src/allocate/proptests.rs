@@ -740,3 +740,17 @@ fn regression_a_sharer_whose_ports_now_collide_moves() {
     let b_on_80 = Attrs { share: Some("a"), ports: vec![(80, "TCP")], ..plain(0) };
     run(&[Op::Apply(0, a), Op::Apply(1, b), Op::Apply(1, b_on_80), Op::Restart]).unwrap();
 }
+
+/// A Service that moved to a group already holding its address was still recorded under the old
+/// group, which a restart did not believe once the old group's pools changed.
+#[test]
+fn regression_a_kept_address_is_recorded_under_the_group_asked_for() {
+    run(&[
+        set_group(1, &[("192.0.2.0/24", "192.0.2.0-192.0.2.2")]),
+        Op::Apply(1, plain(2)),
+        Op::Apply(1, Attrs { group: Some("g1"), ..plain(0) }),
+        set_group(0, &[]),
+        Op::Restart,
+    ])
+    .unwrap();
+}
