@@ -1,6 +1,7 @@
 //! The allocator loop: one task owns the [`AllocationIndex`], fed by the Service and ServiceGroup
 //! watches. It rebuilds the index from every existing Service before deciding anything, then decides
-//! for each changed Service (and, when an address is freed or a group changes, for every pending one),
+//! for each changed Service (for every Service when a group changes; and, when an address is freed,
+//! for every pending one),
 //! commits the decision and hands the write to the [`Writer`]. Only the leader runs this loop.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -43,7 +44,7 @@ pub struct Allocator {
     index: AllocationIndex,
     services: HashMap<ServiceKey, Arc<Service>>,
     groups: BTreeMap<(String, String), Arc<ServiceGroup>>,
-    /// Ours, without an address, waiting for something to change.
+    /// Ours, whose last decision failed (with or without addresses kept), waiting for something to change.
     pending: BTreeSet<ServiceKey>,
     /// What was last submitted for each Service (so a write is not repeated before its watch event).
     submitted: HashMap<ServiceKey, Option<Desired>>,
@@ -255,17 +256,28 @@ impl Allocator {
         self.process(&mut all, true, started).await;
     }
 
-    async fn process(&mut self, touched: &mut BTreeSet<ServiceKey>, retry_pending: bool, started: Instant) {
-        let mut retry = retry_pending;
-        for key in std::mem::take(touched) {
-            retry |= self.reconcile(&key, started).await;
+    async fn process(&mut self, touched: &mut BTreeSet<ServiceKey>, groups_changed: bool, started: Instant) {
+        // A group change is decided for every Service, as a restart would: one that keeps a working
+        // address is left alone, one that can now get what it asks for (a family the group gained, a
+        // group that now exists) gets it, so the allocator never waits for a restart to converge.
+        if groups_changed {
+            touched.extend(self.services.keys().cloned());
         }
-        // Freed addresses or changed groups: give every pending Service another chance (bounded: each
-        // pass only re-decides Services still pending, and a pass frees nothing).
-        if retry {
+        for key in std::mem::take(touched) {
+            self.reconcile(&key, started).await;
+        }
+        // Any change may unblock a pending Service (an address freed, a group changed, a sharer's key
+        // or ports changed), as a restart would find: give each another chance, again while a pass
+        // frees something (a Service that moves frees its old address); bounded by the number of
+        // pending Services, and a pass that frees nothing ends it.
+        let mut retry = true;
+        let mut passes = self.pending.len();
+        while retry && passes > 0 {
+            passes -= 1;
+            retry = false;
             let pending: Vec<ServiceKey> = self.pending.iter().cloned().collect();
             for key in pending {
-                self.reconcile(&key, started).await;
+                retry |= self.reconcile(&key, started).await;
             }
         }
     }
@@ -301,6 +313,8 @@ impl Allocator {
                     // Keep what it already shows even though an annotation became unreadable.
                     let _ = self.index.claim(&ServiceRequest::lenient(&svc), &observed_ips);
                 }
+                // What can still be read (its key, ports, policy) may no longer fit a share it holds.
+                self.index.keep(&ServiceRequest::lenient(&svc));
                 let held = self.index.held(key).cloned();
                 let message = match &held {
                     Some(h) => format!(
@@ -356,7 +370,12 @@ impl Allocator {
                 let ips: Vec<_> = assignments.iter().map(|a| a.address).collect();
                 let group = decision.group().unwrap_or_default().to_string();
                 self.index.commit(&req, &ips, &group);
-                self.pending.remove(key);
+                if ips.len() < req.families.len() {
+                    // PreferDualStack without one family: it takes the other when an address frees up.
+                    self.pending.insert(key.clone());
+                } else {
+                    self.pending.remove(key);
+                }
                 let freed = before.iter().any(|ip| !ips.contains(ip) && self.index.holding(*ip).is_none());
                 for a in assignments {
                     self.dirty_groups.insert(a.group.clone());
@@ -391,17 +410,20 @@ impl Allocator {
                 freed
             }
             Err(f) => {
+                // A failed decision keeps what the Service may go on holding (`decision.kept`).
+                let before: Vec<_> = self.index.held(key).map(|h| h.addresses.clone()).unwrap_or_default();
+                self.index.apply(&req, &decision);
+                let freed = before.iter().any(|ip| self.index.holding(*ip).is_none());
                 let held = self.index.held(key).cloned();
-                if held.is_none() {
-                    self.pending.insert(key.clone());
-                }
+                // Pending even when it keeps addresses: a group change may let the change through.
+                self.pending.insert(key.clone());
                 let desired = Desired {
                     ips: held.as_ref().map(|h| h.addresses.clone()).unwrap_or_default(),
                     group: held.as_ref().map(|h| h.group.clone()).filter(|g| !g.is_empty()),
                     condition: (held.is_some(), f.reason.as_str().into(), decision.message()),
                 };
                 self.failure(&svc, desired, f.reason, decision.message()).await;
-                false
+                freed
             }
         }
     }

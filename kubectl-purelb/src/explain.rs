@@ -588,8 +588,18 @@ pub fn explain(snap: &Snapshot, svc: &Service) -> Explanation {
                 replay.addresses.join(", ")
             ));
         }
-        if let (Some(rec), Some(now)) = (&recorded.allocated_from, &replay.group)
+        // The allocator records addresses under the group written on the Service; a record naming a
+        // group that does not hold them while another does is a disagreement.
+        let holds = |group: &str, ip: std::net::IpAddr| {
+            matches!(replay_index.group(group),
+                Some(purelb_core::allocate::GroupState::Usable(slots)) if slots.iter().any(|s| s.pool.contains(ip)))
+        };
+        let first: Option<std::net::IpAddr> = replay.addresses.first().and_then(|a| a.parse().ok());
+        let lies_in =
+            first.and_then(|ip| replay_index.group_names().find(|g| holds(g, ip)).map(str::to_string));
+        if let (Some(rec), Some(now), Some(ip)) = (&recorded.allocated_from, &lies_in, first)
             && rec != now
+            && !holds(rec, ip)
         {
             disagreements.push(format!(
                 "annotation {} says {rec} but the addresses belong to group {now} now",

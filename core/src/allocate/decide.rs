@@ -78,11 +78,38 @@ impl AllocationIndex {
     /// Decides the addresses for `req`. Pure: the index is not changed; commit the decision with
     /// [`AllocationIndex::commit`] when it is applied.
     pub fn decide(&self, req: &ServiceRequest) -> Decision {
-        let current = self.held(&req.key).map(|h| h.addresses.clone()).unwrap_or_default();
-        let mut d = Decider { index: self, req, current, trace: Vec::new(), rejected: Vec::new() };
+        let held = self.held(&req.key).map(|h| h.addresses.clone()).unwrap_or_default();
+        let mut trace = Vec::new();
+        // An address shared with Services that the request no longer fits (its key, ports or traffic
+        // policy changed) is given up, never kept: two holders without a valid share are a conflict.
+        let mut current = Vec::new();
+        for ip in held {
+            match self.still_shareable(req, ip) {
+                Ok(()) => current.push(ip),
+                Err(why) => trace.push(format!("{ip} is no longer validly shared: {why}; giving it up")),
+            }
+        }
+        let mut d = Decider { index: self, req, current, trace, rejected: Vec::new() };
         let outcome = d.run();
-        let kept = if outcome.is_err() { d.current.clone() } else { Vec::new() };
-        Decision { key: req.key.clone(), outcome, kept, trace: d.trace, rejected: d.rejected }
+        let kept = if outcome.is_err() { d.keepable() } else { Vec::new() };
+        Decision {
+            key: req.key.clone(),
+            asked_group: req.group.clone(),
+            outcome,
+            kept,
+            trace: d.trace,
+            rejected: d.rejected,
+        }
+    }
+
+    /// Whether `req` may go on holding `ip` with the other Services that hold it.
+    pub(super) fn still_shareable(&self, req: &ServiceRequest, ip: IpAddr) -> Result<(), String> {
+        let Some(holding) = self.holding(ip) else { return Ok(()) };
+        let others: Vec<ServiceKey> = holding.holders.keys().filter(|k| **k != req.key).cloned().collect();
+        if others.is_empty() {
+            return Ok(());
+        }
+        share_check(holding, req, &others).map_err(|(_, why)| why)
     }
 }
 
@@ -153,6 +180,23 @@ impl<'a> Decider<'a> {
         }
     }
 
+    /// What a failed decision leaves the Service: what it validly holds, except that a Service asking
+    /// for both families keeps both or neither (never half a dual-stack allocation).
+    fn keepable(&mut self) -> Vec<IpAddr> {
+        if self.req.policy == FamilyPolicy::RequireDualStack
+            && !self.req.families.iter().all(|f| self.held_of(*f).is_some())
+            && !self.current.is_empty()
+        {
+            let held: Vec<String> = self.current.iter().map(ToString::to_string).collect();
+            self.trace.push(format!(
+                "RequireDualStack: giving up {} rather than holding one family only",
+                held.join(", ")
+            ));
+            return Vec::new();
+        }
+        self.current.clone()
+    }
+
     fn one_family(&mut self, family: Family) -> Result<Assignment, Failure> {
         match self.req.requested_for(family) {
             Some((ip, source)) => self.requested(ip, How::Requested(source)),
@@ -165,11 +209,13 @@ impl<'a> Decider<'a> {
     }
 
     fn kept(&self, ip: IpAddr) -> Assignment {
-        let group = self
-            .index
-            .held(&self.req.key)
-            .map(|h| h.group.clone())
-            .filter(|g| !g.is_empty())
+        // The group asked for when it holds the address (the Service moved to a group that contains
+        // what it holds); else the one it was recorded under.
+        let in_asked = matches!(self.index.group(&self.req.group),
+            Some(GroupState::Usable(slots)) if slots.iter().any(|s| s.pool.contains(ip)));
+        let group = Some(self.req.group.clone())
+            .filter(|_| in_asked)
+            .or_else(|| self.index.held(&self.req.key).map(|h| h.group.clone()).filter(|g| !g.is_empty()))
             .unwrap_or_else(|| self.index.group_of(ip, &self.req.group));
         Assignment { address: ip, pool: self.pool_text(&group, ip), group, how: How::Kept }
     }
@@ -285,12 +331,6 @@ impl<'a> Decider<'a> {
             }
         };
         let fam_slots: Vec<&PoolSlot> = AllocationIndex::family_slots(slots, family).collect();
-        if fam_slots.is_empty() {
-            return Err(fail(
-                Reason::FamilyUnavailable,
-                format!("ServiceGroup {:?} has no {family} pool", req.group),
-            ));
-        }
         if let Some(ip) = held {
             if fam_slots.iter().any(|s| s.pool.contains(ip)) {
                 return Ok(self.kept(ip));
@@ -305,6 +345,12 @@ impl<'a> Decider<'a> {
                 return Ok(self.kept(ip));
             }
             self.trace.push(format!("{ip} is not in group {}; choosing anew", req.group));
+        }
+        if fam_slots.is_empty() {
+            return Err(fail(
+                Reason::FamilyUnavailable,
+                format!("ServiceGroup {:?} has no {family} pool", req.group),
+            ));
         }
         if let Some(key) = req.sharing_key.as_deref() {
             for (ip, holding) in self.index.shared_under(key) {

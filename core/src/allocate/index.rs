@@ -229,15 +229,46 @@ impl AllocationIndex {
         if !conflicts.is_empty() {
             return conflicts;
         }
-        // The group that contains the address; when none does (any more), the one the Service asks for,
-        // so that the address is kept rather than renumbered.
-        let group = kept
-            .first()
-            .map(|ip| self.group_of(*ip, &req.group))
-            .filter(|g| !g.is_empty())
-            .unwrap_or_else(|| req.group.clone());
+        // The group PureLB recorded on the Service (`allocated-from`), as it was before a restart (the
+        // group's pools may have been edited since; `explain` reports a record that names a group other
+        // than the one the addresses lie in); else the group that contains the address; when none does
+        // (any more), the one the Service asks for, so that the address is kept rather than renumbered.
+        let recorded = req.allocated_from.clone();
+        let group = recorded.unwrap_or_else(|| {
+            kept.first()
+                .map(|ip| self.group_of(*ip, &req.group))
+                .filter(|g| !g.is_empty())
+                .unwrap_or_else(|| req.group.clone())
+        });
         self.record(req, &kept, group);
         conflicts
+    }
+
+    /// Applies a decision taken by [`AllocationIndex::decide`] for `req`: on success `req.key` holds
+    /// exactly the decided addresses; on failure it keeps [`Decision::kept`](super::Decision::kept)
+    /// (what it held, less what it may no longer hold), recorded with its current ports and policy.
+    pub fn apply(&mut self, req: &ServiceRequest, decision: &super::Decision) {
+        match &decision.outcome {
+            Ok(assignments) => {
+                let ips: Vec<IpAddr> = assignments.iter().map(|a| a.address).collect();
+                self.commit(req, &ips, decision.group().unwrap_or_default());
+            }
+            Err(_) => {
+                let group = self.services.get(&req.key).map(|h| h.group.clone()).unwrap_or_default();
+                self.record(req, &decision.kept, group);
+            }
+        }
+    }
+
+    /// For a Service whose request cannot be read (`req` is [`ServiceRequest::lenient`]): it keeps what
+    /// it holds, less what it may no longer share under what can still be read, recorded with the key,
+    /// ports and policy it has now. Returns what it keeps.
+    pub fn keep(&mut self, req: &ServiceRequest) -> Vec<IpAddr> {
+        let Some(held) = self.services.get(&req.key).cloned() else { return Vec::new() };
+        let kept: Vec<IpAddr> =
+            held.addresses.iter().copied().filter(|ip| self.still_shareable(req, *ip).is_ok()).collect();
+        self.record(req, &kept, held.group);
+        kept
     }
 
     /// Records the outcome of a successful decision: `req.key` now holds exactly `ips`, from `group`.

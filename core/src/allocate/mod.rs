@@ -8,6 +8,8 @@
 
 mod decide;
 mod index;
+#[cfg(test)]
+mod proptests;
 mod rebuild;
 mod request;
 #[cfg(test)]
@@ -178,6 +180,8 @@ pub struct Candidate {
 pub struct Decision {
     /// The Service.
     pub key: ServiceKey,
+    /// The group the Service asks for (its annotation, or `default`).
+    pub asked_group: String,
     /// The addresses it should hold (in `ipFamilies` order), or why it cannot.
     pub outcome: Result<Vec<Assignment>, Failure>,
     /// On failure: addresses the Service already holds and keeps (a failed change never takes away a
@@ -190,9 +194,16 @@ pub struct Decision {
 }
 
 impl Decision {
-    /// The group the addresses came from (`purelb.io/allocated-from`).
+    /// The group the addresses came from (`purelb.io/allocated-from`): the one the Service asks for
+    /// when any address came from it (a requested address may lie in another group), else the first
+    /// address's. Whether an address held after an edit of that group is kept depends on this.
     pub fn group(&self) -> Option<&str> {
-        self.outcome.as_ref().ok().and_then(|a| a.first()).map(|a| a.group.as_str())
+        let assignments = self.outcome.as_ref().ok()?;
+        assignments
+            .iter()
+            .find(|a| a.group == self.asked_group)
+            .or_else(|| assignments.first())
+            .map(|a| a.group.as_str())
     }
 
     /// The addresses, in order (empty on failure).

@@ -144,6 +144,9 @@ pub struct ServiceRequest {
     pub ports: Vec<PortKey>,
     /// `externalTrafficPolicy: Local`.
     pub local_traffic_policy: bool,
+    /// `purelb.io/allocated-from`, as PureLB last wrote it: the group the addresses the Service shows
+    /// were recorded under, so that a restart records them under the same one.
+    pub allocated_from: Option<String>,
 }
 
 /// Why a Service's request cannot be read.
@@ -275,6 +278,7 @@ impl ServiceRequest {
             sharing_key,
             ports,
             local_traffic_policy: spec.external_traffic_policy.as_deref() == Some("Local"),
+            allocated_from: get(annotations::ALLOCATED_FROM).filter(|g| !g.is_empty()),
         })
     }
 
@@ -307,6 +311,7 @@ impl ServiceRequest {
             sharing_key: None,
             ports: Vec::new(),
             local_traffic_policy: false,
+            allocated_from: None,
         })
     }
 

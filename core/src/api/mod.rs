@@ -3,6 +3,8 @@
 
 mod lb_node_agent;
 pub mod node_lease;
+#[cfg(test)]
+pub(crate) mod proptests;
 mod service_group;
 
 pub use lb_node_agent::{DEFAULT_EXTLBINT, DEFAULT_LOCALINT, LBNodeAgent, LBNodeAgentLocal, LBNodeAgentSpec};

@@ -33,6 +33,11 @@ impl Aggregation {
             Ok(prefix) if prefix <= family.max_prefix() => Ok(Aggregation::Prefix(prefix)),
             Ok(_) | Err(PrefixError::TooLong) => Err(out_of_range()),
             Err(PrefixError::NotNumber) => Err(PoolError::BadAggregation { input: input.to_string() }),
+            Err(PrefixError::LeadingZero) => Err(PoolError::PrefixLeadingZero {
+                what: "aggregation",
+                input: input.to_string(),
+                prefix: digits.to_string(),
+            }),
         }
     }
 

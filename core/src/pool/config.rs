@@ -27,6 +27,15 @@ impl PoolConfig {
         aggregation: &str,
         family: Option<Family>,
     ) -> Result<PoolConfig, PoolError> {
+        // As the CRD's rules read them: a subnet, a CIDR pool and an aggregation exactly as written; only
+        // the ends of an `a-b` range may have blanks around them.
+        let is_range = pool.contains('-');
+        for (what, text) in [("subnet", subnet), ("pool", pool), ("aggregation", aggregation)] {
+            let blank = text.chars().any(char::is_whitespace);
+            if blank && !(what == "pool" && is_range) && !text.trim().is_empty() {
+                return Err(PoolError::Blanks { what, input: text.to_string() });
+            }
+        }
         let parsed_subnet = Subnet::parse(subnet)?;
         let range = AddressRange::parse(pool)?;
         let pool_text = pool.trim();

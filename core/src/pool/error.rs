@@ -32,6 +32,26 @@ pub enum PoolError {
     #[error("{what} {input}: the prefix length `/{prefix}` is not a number")]
     BadPrefix { what: &'static str, input: String, prefix: String },
 
+    /// The prefix length has a leading zero (`/024`).
+    #[error("{what} {input}: the prefix length `/{prefix}` has a leading zero; write it without")]
+    PrefixLeadingZero { what: &'static str, input: String, prefix: String },
+
+    /// An IPv4-mapped IPv6 address (`::ffff:192.0.2.1`).
+    #[error(
+        "{what} {input}: `{address}` is an IPv4-mapped IPv6 address; write the IPv4 address {v4} instead"
+    )]
+    Ipv4Mapped { what: &'static str, input: String, address: std::net::Ipv6Addr, v4: std::net::Ipv4Addr },
+
+    /// An IPv6 range written with a dotted IPv4 tail.
+    #[error("pool {input}: write the addresses of an IPv6 range in hex groups, without a dotted IPv4 tail")]
+    DottedIpv6Range { input: String },
+
+    /// Blanks around (or inside) a subnet, a CIDR pool or an aggregation.
+    #[error(
+        "{what} {input:?} has blanks in it; write it without (only the two addresses of a range may have blanks around them)"
+    )]
+    Blanks { what: &'static str, input: String },
+
     /// The prefix length is longer than the address.
     #[error("{what} {input}: prefix /{prefix} is out of range for {family} (/0–/{})", family.max_prefix())]
     PrefixOutOfRange { what: &'static str, input: String, prefix: String, family: Family },

@@ -28,7 +28,12 @@ impl AddressRange {
         if let Some((first, last)) = input.split_once('-') {
             let first = parse_ip(first, "pool", input)?;
             let last = parse_ip(last, "pool", input)?;
-            return Self::checked(first, last, input);
+            let range = Self::checked(first, last, input)?;
+            // The API server orders an IPv6 range by its hex groups and so refuses a dotted IPv4 tail.
+            if range.family() == Family::V6 && input.contains('.') {
+                return Err(PoolError::DottedIpv6Range { input: input.to_string() });
+            }
+            return Ok(range);
         }
         if input.contains('/') {
             return parse_cidr(input, "pool").map(AddressRange::from);

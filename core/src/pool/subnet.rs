@@ -96,6 +96,9 @@ pub(super) fn parse_cidr(s: &str, what: &'static str) -> Result<Subnet, PoolErro
         PrefixError::NotNumber => {
             PoolError::BadPrefix { what, input: input.to_string(), prefix: prefix_text.to_string() }
         }
+        PrefixError::LeadingZero => {
+            PoolError::PrefixLeadingZero { what, input: input.to_string(), prefix: prefix_text.to_string() }
+        }
         PrefixError::TooLong => out_of_range(what, input, prefix_text, family),
     })?;
     Subnet::new(ip, prefix).ok_or_else(|| out_of_range(what, input, prefix_text, family))
@@ -105,25 +108,38 @@ fn out_of_range(what: &'static str, input: &str, prefix: &str, family: Family) -
     PoolError::PrefixOutOfRange { what, input: input.to_string(), prefix: prefix.to_string(), family }
 }
 
-/// Parses one address (surrounding spaces allowed); `input` is the whole field, for the message.
+/// Parses one address (surrounding spaces allowed); `input` is the whole field, for the message. An
+/// IPv4-mapped IPv6 address (`::ffff:192.0.2.1`) is refused, as the API server's `isIP`/`isCIDR` do: it
+/// is an IPv4 address in disguise.
 pub(super) fn parse_ip(addr: &str, what: &'static str, input: &str) -> Result<IpAddr, PoolError> {
-    addr.trim().parse().map_err(|_| PoolError::BadAddress {
+    let ip: IpAddr = addr.trim().parse().map_err(|_| PoolError::BadAddress {
         what,
         input: input.to_string(),
         address: addr.trim().to_string(),
-    })
+    })?;
+    if let IpAddr::V6(v6) = ip
+        && let Some(v4) = v6.to_ipv4_mapped()
+    {
+        return Err(PoolError::Ipv4Mapped { what, input: input.to_string(), address: v6, v4 });
+    }
+    Ok(ip)
 }
 
 pub(super) enum PrefixError {
     NotNumber,
+    LeadingZero,
     TooLong,
 }
 
 /// Parses the digits of a prefix length. Only plain decimal digits count (`u8::from_str` would also
-/// take `+24`); a number too large for `u8` is reported as too long, not as "not a number".
+/// take `+24`), without a leading zero (`/024`: the API server's `isCIDR` and the aggregation rule
+/// refuse it); a number too large for `u8` is reported as too long, not as "not a number".
 pub(super) fn parse_prefix(digits: &str) -> Result<u8, PrefixError> {
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(PrefixError::NotNumber);
+    }
+    if digits.len() > 1 && digits.starts_with('0') {
+        return Err(PrefixError::LeadingZero);
     }
     digits.parse().map_err(|_| PrefixError::TooLong)
 }

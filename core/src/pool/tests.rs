@@ -946,3 +946,27 @@ fn subnets_overlap_when_one_holds_the_other() {
     assert!(!s("192.0.2.0/24").overlaps(&s("2001:db8::/32")));
     assert!(s("2001:db8::/32").overlaps(&s("2001:db8:0:1::/64")));
 }
+
+// === regressions: pool texts the API server's CEL rules refuse (found by lab/tests/crds_property.rs) ===
+
+#[test]
+fn regression_pool_texts_are_read_as_the_crd_rules_read_them() {
+    for (subnet, pool, aggregation) in [
+        ("2001:db8::/064", "2001:db8::100/120", "default"),
+        ("192.0.2.0/24", "192.0.2.0/28", "/032"),
+        ("2001:db8::/64", "2001:DB8::A-2001:db8::b", "default "),
+        ("64:ff9b::/96", "64:ff9b::192.0.2.1-64:ff9b::192.0.2.9", "/128"),
+        ("::ffff:192.0.2.0/120", "::ffff:192.0.2.0/124", "default"),
+        ("192.0.2.0/24 ", "192.0.2.7-192.0.2.7", "default"),
+        ("192.0.2.5/24", "192.0.2.0/28 ", "/24"),
+        ("192.0.2.0/ 24", "192.0.2.0/28", "default"),
+    ] {
+        assert!(
+            PoolConfig::parse(subnet, pool, aggregation, None).is_err(),
+            "{subnet:?} {pool:?} {aggregation:?}"
+        );
+    }
+    // What the rules accept still parses: blanks around the ends of a range, a dotted IPv6 CIDR.
+    PoolConfig::parse("192.0.2.0/24", " 192.0.2.1 - 192.0.2.9", "default", None).unwrap();
+    PoolConfig::parse("64:ff9b::/96", "64:ff9b::192.0.2.0/120", "/0", None).unwrap();
+}
