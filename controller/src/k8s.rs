@@ -1,5 +1,5 @@
 //! Writes to the API server: a Service's status (ingress + `purelb.io/Allocated` condition) and
-//! annotations by server-side apply with field manager `purelb-allocator`, events through one shared
+//! annotations in one server-side apply to its status subresource with field manager `purelb-allocator`, events through one shared
 //! Recorder, and ServiceGroup status. Writes for one Service are serialised and the newest wins; every
 //! call is bounded by a timeout and retried with backoff.
 
@@ -189,11 +189,17 @@ impl Writer {
     async fn apply(&self, w: &ServiceWrite) -> anyhow::Result<()> {
         let api: Api<Service> = Api::namespaced(self.client.clone(), &w.key.namespace);
         let pp = PatchParams::apply(MANAGER).force();
-        let (status, annotations_patch) = bodies(w);
-        let (status, annotations_patch) = (Patch::Apply(status), Patch::Apply(annotations_patch));
-        // Annotations first: whoever sees the address in the status also sees where it came from.
-        retry(&w.key, "annotations", || api.patch(&w.key.name, &pp, &annotations_patch)).await?;
-        retry(&w.key, "status", || api.patch_status(&w.key.name, &pp, &status)).await?;
+        // One write through the status subresource carries the annotations too (a Service's status
+        // strategy resets only its spec), so the address and where it came from appear together: nobody
+        // ever sees one without the other, and the address is visible after one round trip, not two.
+        let body = Patch::Apply(body(w));
+        retry(&w.key, "status and annotations", || api.patch_status(&w.key.name, &pp, &body)).await?;
+        if w.desired.is_none() {
+            // Annotations an earlier version applied to the main resource belong to that field set, which
+            // an empty intent on the status subresource does not touch: withdraw it too (rare: releases).
+            let main = Patch::Apply(empty_intent(&w.key));
+            retry(&w.key, "annotations", || api.patch(&w.key.name, &pp, &main)).await?;
+        }
         for note in &w.notes {
             let ev = Event {
                 type_: if note.warning { EventType::Warning } else { EventType::Normal },
@@ -251,15 +257,18 @@ impl Drop for InFlight {
     }
 }
 
-/// The status and annotation apply bodies for a write.
-fn bodies(w: &ServiceWrite) -> (serde_json::Value, serde_json::Value) {
-    let meta = json!({"name": w.key.name, "namespace": w.key.namespace});
+/// An apply body with no fields: applied, it removes every field this manager owned there.
+fn empty_intent(key: &ServiceKey) -> serde_json::Value {
+    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": key.name, "namespace": key.namespace}})
+}
+
+/// The apply body of a write, for the status subresource: `status` (ingress and the condition) and the
+/// `allocated-by`/`allocated-from` annotations. A removal applies empty `status` and annotations.
+fn body(w: &ServiceWrite) -> serde_json::Value {
+    let mut body = empty_intent(&w.key);
     let Some(d) = &w.desired else {
-        // Applying an empty intent removes every field this manager owned.
-        return (
-            json!({"apiVersion": "v1", "kind": "Service", "metadata": meta, "status": {}}),
-            json!({"apiVersion": "v1", "kind": "Service", "metadata": meta}),
-        );
+        body["status"] = json!({});
+        return body;
     };
     let (ok, reason, message) = &d.condition;
     let status_text = if *ok { "True" } else { "False" };
@@ -285,12 +294,9 @@ fn bodies(w: &ServiceWrite) -> (serde_json::Value, serde_json::Value) {
         ann.insert(annotations::ALLOCATED_BY, ALLOCATED_BY_VALUE.to_string());
         ann.insert(annotations::ALLOCATED_FROM, group.clone());
     }
-    let mut metadata = meta;
-    metadata["annotations"] = json!(ann);
-    (
-        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": w.key.name, "namespace": w.key.namespace}, "status": status}),
-        json!({"apiVersion": "v1", "kind": "Service", "metadata": metadata}),
-    )
+    body["metadata"]["annotations"] = json!(ann);
+    body["status"] = status;
+    body
 }
 
 fn truncate(s: &str, max: usize) -> String {

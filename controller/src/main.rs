@@ -15,6 +15,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
+use purelb_core::allocate::trim_service;
 use purelb_core::api::{ServiceGroup, events};
 use tokio::sync::mpsc;
 
@@ -93,9 +94,10 @@ async fn main() -> Result<()> {
             }
         };
 
+        // Trimmed before anything holds them: the cache keeps a few hundred bytes per Service.
         let services = watcher(Api::<Service>::all(client.clone()), watcher::Config::default())
             .default_backoff()
-            .map(|e| e.map(allocator::Change::Service));
+            .map(|e| e.map(|ev| allocator::Change::Service(ev.modify(trim_service))));
         let groups_api: Api<ServiceGroup> = if args.groups_in_namespace_only {
             Api::namespaced(client.clone(), &args.namespace)
         } else {

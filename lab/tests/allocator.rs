@@ -435,6 +435,53 @@ async fn leaving_load_balancer_type_releases_the_address() {
     ns.cleanup().await.unwrap();
 }
 
+/// Earlier versions applied the annotations to the main resource and the status separately; this one
+/// writes both through the status subresource. A Service allocated by an earlier version still loses
+/// every mark when it is released.
+#[tokio::test]
+async fn marks_an_earlier_version_applied_to_the_main_resource_are_removed_on_release() {
+    let lab = lab().await;
+    let client = lab.admin_client().await.unwrap();
+    let ns = TestNamespace::new(&client, "upgrade").await.unwrap();
+    create_group(
+        &client,
+        ns.name(),
+        &group("t-upg", Some(("198.51.100.0/24", "198.51.100.161/32", "/32")), None),
+    )
+    .await;
+    let api = svc_api(&client, ns.name());
+    create(&api, &lb_service("lb", 80, &[(annotations::SERVICE_GROUP, "t-upg")], "")).await;
+    wait_ingress(&api, "lb", 1).await;
+    // What an earlier allocator wrote: the same annotations, applied to the main resource.
+    let old = serde_json::json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "lb", "annotations": {
+            annotations::ALLOCATED_BY: "PureLB", annotations::ALLOCATED_FROM: "t-upg"}}});
+    let pp = PatchParams::apply(purelb_core::api::ALLOCATOR_COMPONENT).force();
+    api.patch("lb", &pp, &Patch::Apply(&old)).await.unwrap();
+    let held = api.get("lb").await.unwrap();
+    let entries = held.metadata.managed_fields.as_ref().unwrap();
+    let ours = |sub: Option<&str>| {
+        entries.iter().any(|m| {
+            m.manager.as_deref() == Some(purelb_core::api::ALLOCATOR_COMPONENT)
+                && m.subresource.as_deref() == sub
+        })
+    };
+    assert!(ours(Some("status")) && ours(None), "both field sets are ours: {entries:?}");
+    let patch = serde_json::json!({"spec": {"type": "ClusterIP"}});
+    api.patch("lb", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    purelb_lab::wait_for("every purelb mark removed", Duration::from_secs(15), || async {
+        api.get("lb").await.ok().filter(|s| {
+            ann(s, annotations::ALLOCATED_BY).is_none()
+                && ann(s, annotations::ALLOCATED_FROM).is_none()
+                && allocated_condition(s).is_none()
+                && ingress(s).is_empty()
+        })
+    })
+    .await
+    .unwrap();
+    ns.cleanup().await.unwrap();
+}
+
 #[tokio::test]
 async fn duplicate_group_names_are_reported_not_guessed() {
     let lab = lab().await;

@@ -5,6 +5,7 @@
 //! - [`index`]: the [`AllocationIndex`] of groups, pools and holdings.
 //! - [`decide`]: [`AllocationIndex::decide`], the one function that decides.
 //! - [`rebuild`]: [`claim_existing`], what Services already hold, claimed in a fixed order at start-up.
+//! - [`trim`]: [`trim_service`], a Service cut down to what the allocator reads, for its cache.
 
 mod decide;
 mod index;
@@ -14,6 +15,7 @@ mod rebuild;
 mod request;
 #[cfg(test)]
 mod tests;
+mod trim;
 
 use std::fmt;
 use std::net::IpAddr;
@@ -26,6 +28,7 @@ pub use request::{
     FamilyPolicy, GroupSource, Ownership, PortKey, RequestError, RequestSource, ServiceKey, ServiceRequest,
     ownership,
 };
+pub use trim::trim_service;
 
 /// A stable reason code: the `reason` of the `purelb.io/Allocated` condition and of Warning events.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -1,0 +1,150 @@
+//! [`trim_service`]: a Service cut down to what the allocator reads, so that its cache of every Service
+//! holds a few hundred bytes per Service instead of the whole object (managed fields, the last-applied
+//! annotation, selectors, cluster IPs, other controllers' annotations and conditions).
+
+use k8s_openapi::api::core::v1::{
+    LoadBalancerIngress, LoadBalancerStatus, Service, ServicePort, ServiceSpec, ServiceStatus,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use crate::api::conditions;
+
+/// The prefix of every annotation PureLB reads or writes.
+const PURELB_PREFIX: &str = "purelb.io/";
+
+/// Keeps what [`crate::allocate::ServiceRequest::from_service`], [`crate::allocate::ownership`],
+/// [`crate::allocate::claim_existing`], the ingress, PureLB's condition and an event's object
+/// reference read: name, namespace, uid, resourceVersion, creationTimestamp, deletionTimestamp and the
+/// `purelb.io/` annotations; the spec's type, class, requested IP, families, ports (protocol and
+/// number) and external traffic policy; the ingress IPs and the `purelb.io/Allocated` condition.
+pub fn trim_service(svc: &mut Service) {
+    let meta = std::mem::take(&mut svc.metadata);
+    let annotations = meta.annotations.map(|mut a| {
+        a.retain(|k, _| k.starts_with(PURELB_PREFIX));
+        a
+    });
+    svc.metadata = ObjectMeta {
+        name: meta.name,
+        namespace: meta.namespace,
+        uid: meta.uid,
+        resource_version: meta.resource_version,
+        creation_timestamp: meta.creation_timestamp,
+        deletion_timestamp: meta.deletion_timestamp,
+        annotations: annotations.filter(|a| !a.is_empty()),
+        ..ObjectMeta::default()
+    };
+    svc.spec = svc.spec.take().map(|s| ServiceSpec {
+        type_: s.type_,
+        load_balancer_class: s.load_balancer_class,
+        load_balancer_ip: s.load_balancer_ip,
+        ip_families: s.ip_families,
+        ip_family_policy: s.ip_family_policy,
+        external_traffic_policy: s.external_traffic_policy,
+        ports: s.ports.map(|ports| {
+            ports
+                .into_iter()
+                .map(|p| ServicePort { protocol: p.protocol, port: p.port, ..ServicePort::default() })
+                .collect()
+        }),
+        ..ServiceSpec::default()
+    });
+    svc.status = svc.status.take().and_then(|s| {
+        let ingress = s.load_balancer.and_then(|lb| lb.ingress).map(|ing| {
+            ing.into_iter()
+                .map(|i| LoadBalancerIngress { ip: i.ip, ..LoadBalancerIngress::default() })
+                .collect::<Vec<_>>()
+        });
+        let ours = s
+            .conditions
+            .map(|cs| cs.into_iter().filter(|c| c.type_ == conditions::ALLOCATED).collect::<Vec<_>>())
+            .filter(|cs| !cs.is_empty());
+        if ingress.is_none() && ours.is_none() {
+            return None;
+        }
+        Some(ServiceStatus {
+            load_balancer: ingress.map(|i| LoadBalancerStatus { ingress: Some(i) }),
+            conditions: ours,
+        })
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::allocate::{ServiceRequest, ownership};
+    use crate::announce::facts::ingress_ips;
+
+    fn full() -> Service {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "web", "namespace": "prod", "uid": "u-1", "resourceVersion": "42",
+                "creationTimestamp": "2026-12-01T10:00:00Z", "labels": {"app": "web"},
+                "annotations": {
+                    "purelb.io/service-group": "default", "purelb.io/allow-shared-ip": "k",
+                    "purelb.io/addresses": "192.0.2.7", "purelb.io/allocated-by": "PureLB",
+                    "purelb.io/allocated-from": "default",
+                    "kubectl.kubernetes.io/last-applied-configuration": "{\"big\": true}",
+                    "other.example/thing": "x"},
+                "managedFields": [{"manager": "kubectl", "operation": "Apply", "apiVersion": "v1",
+                    "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {}}}]},
+            "spec": {"type": "LoadBalancer", "loadBalancerClass": "purelb.io/purelb",
+                "ipFamilies": ["IPv4", "IPv6"], "ipFamilyPolicy": "PreferDualStack",
+                "externalTrafficPolicy": "Local", "selector": {"app": "web"}, "clusterIP": "10.0.0.9",
+                "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080, "nodePort": 31000},
+                          {"port": 53, "protocol": "UDP"}]},
+            "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.7", "ipMode": "VIP"}]},
+                "conditions": [
+                    {"type": "purelb.io/Allocated", "status": "True", "reason": "Allocated",
+                     "message": "m", "lastTransitionTime": "2026-12-01T10:00:01Z"},
+                    {"type": "other.example/Ready", "status": "True", "reason": "R",
+                     "message": "", "lastTransitionTime": "2026-12-01T10:00:01Z"}]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_allocator_reads_the_same_from_a_trimmed_service() {
+        let whole = full();
+        let mut trimmed = whole.clone();
+        trim_service(&mut trimmed);
+        assert_eq!(ServiceRequest::from_service(&trimmed), ServiceRequest::from_service(&whole));
+        assert_eq!(ServiceRequest::lenient(&trimmed), ServiceRequest::lenient(&whole));
+        assert_eq!(ownership(&trimmed, true), ownership(&whole, true));
+        assert_eq!(ingress_ips(&trimmed), ingress_ips(&whole));
+        assert_eq!(trimmed.metadata.creation_timestamp, whole.metadata.creation_timestamp);
+        assert_eq!(trimmed.metadata.resource_version.as_deref(), Some("42"));
+        assert_eq!(trimmed.metadata.uid.as_deref(), Some("u-1"));
+        let conds = trimmed.status.as_ref().unwrap().conditions.as_ref().unwrap();
+        assert_eq!(conds.len(), 1);
+        assert_eq!(conds[0], whole.status.as_ref().unwrap().conditions.as_ref().unwrap()[0]);
+    }
+
+    #[test]
+    fn only_purelb_annotations_and_no_managed_fields_are_kept() {
+        let mut svc = full();
+        trim_service(&mut svc);
+        let ann = svc.metadata.annotations.as_ref().unwrap();
+        assert_eq!(ann.len(), 5);
+        assert!(ann.keys().all(|k| k.starts_with(PURELB_PREFIX)));
+        assert!(svc.metadata.managed_fields.is_none() && svc.metadata.labels.is_none());
+        let spec = svc.spec.as_ref().unwrap();
+        assert!(spec.selector.is_none() && spec.cluster_ip.is_none());
+        assert!(spec.ports.as_ref().unwrap().iter().all(|p| p.name.is_none() && p.node_port.is_none()));
+        let ingress = &svc.status.as_ref().unwrap().load_balancer.as_ref().unwrap().ingress;
+        assert!(ingress.as_ref().unwrap()[0].ip_mode.is_none());
+    }
+
+    #[test]
+    fn a_service_without_status_or_annotations_stays_without() {
+        let mut svc: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "a", "namespace": "n", "annotations": {"x.example/y": "1"}},
+            "spec": {"type": "ClusterIP"}, "status": {"loadBalancer": {}}
+        }))
+        .unwrap();
+        trim_service(&mut svc);
+        assert!(svc.metadata.annotations.is_none());
+        assert!(svc.status.is_none());
+        assert_eq!(svc.spec.unwrap().type_.as_deref(), Some("ClusterIP"));
+    }
+}
