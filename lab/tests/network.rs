@@ -316,7 +316,7 @@ async fn a_node_whose_link_is_cut_loses_its_routes_until_the_link_is_back() -> R
 
 #[tokio::test]
 async fn a_router_without_bfd_still_peers_and_learns_the_routes() -> Result<()> {
-    let network = network_with(NetworkConfig { nodes: 1, router_bfd: false }).await?;
+    let network = network_with(NetworkConfig { nodes: 1, router_bfd: false, ..Default::default() }).await?;
     let node1 = node(&network, "node1")?;
     let dst = "203.0.113.10/32";
     kube_lb0(node1, true, dst).await?;
@@ -357,7 +357,10 @@ async fn dropping_the_network_deletes_its_namespaces_and_a_dead_labs_are_swept()
     ensure!(names.len() == 4, "expected lan, cp, r and n1 namespaces, got {names:?}");
     let listed = netns_list().await?;
     ensure!(names.iter().all(|n| listed.contains(n)), "{names:?} not all in `ip netns list`: {listed:?}");
-    let birds = [network.router_bird().pid(), node(&network, "node1")?.bird().pid()];
+    let birds = [
+        network.router_bird().context("the router's BIRD")?.pid(),
+        node(&network, "node1")?.bird().context("node1's BIRD")?.pid(),
+    ];
     // A process nobody supervises, left running inside a node.
     let stray = node(&network, "node1")?.command("sleep").arg("600").spawn().context("starting sleep")?;
 

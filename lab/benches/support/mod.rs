@@ -1,8 +1,9 @@
-//! What the lab's benches share: when a watch first showed each Service with an ingress, and the p50/p99
-//! report line.
+//! What the lab's benches share: when a watch first showed each Service with an ingress, the p50/p99
+//! report line, knobs from the environment, the API server's request counters, and a process's CPU
+//! seconds and memory from /proc.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -73,4 +74,90 @@ pub fn report(name: &str, mut lat: Vec<Duration>) {
     lat.sort();
     let pct = |p: f64| lat[(((lat.len() - 1) as f64) * p).round() as usize].as_secs_f64() * 1e3;
     println!("{name}: n={} p50={:.1} ms p99={:.1} ms max={:.1} ms", lat.len(), pct(0.5), pct(0.99), pct(1.0));
+}
+
+/// The environment variable `name` as a number, else `default`.
+pub fn knob(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// `apiserver_request_total` summed over codes, scopes and versions: "VERB resource[.group][/subresource]"
+/// → count. Non-resource requests (/metrics, /healthz) are left out.
+pub type Requests = BTreeMap<String, f64>;
+
+pub async fn request_totals(client: &kube::Client) -> Requests {
+    let req = http::Request::get("/metrics").body(Vec::new()).unwrap();
+    let text = client.request_text(req).await.expect("reading the API server's /metrics");
+    let mut out = Requests::new();
+    for line in text.lines().filter(|l| l.starts_with("apiserver_request_total{")) {
+        let Some((labels, value)) = line["apiserver_request_total{".len()..].rsplit_once("} ") else {
+            continue;
+        };
+        let labels: HashMap<&str, &str> = labels
+            .split("\",")
+            .filter_map(|kv| kv.split_once("=\""))
+            .map(|(k, v)| (k, v.trim_end_matches('"')))
+            .collect();
+        let resource = labels.get("resource").copied().unwrap_or("");
+        if resource.is_empty() {
+            continue;
+        }
+        let mut key = format!("{} {resource}", labels.get("verb").copied().unwrap_or("?"));
+        if let Some(g) = labels.get("group").filter(|g| !g.is_empty()) {
+            key += &format!(".{g}");
+        }
+        if let Some(s) = labels.get("subresource").filter(|s| !s.is_empty()) {
+            key += &format!("/{s}");
+        }
+        // Failures apart (a 409 is a write lost to a conflict and retried, a 404 a delete of nothing).
+        if let Some(code) = labels.get("code").filter(|c| !c.starts_with('2')) {
+            key += &format!(" ({code})");
+        }
+        *out.entry(key).or_default() += value.trim().parse::<f64>().unwrap_or(0.0);
+    }
+    out
+}
+
+pub fn delta(after: &Requests, before: &Requests) -> Requests {
+    after.iter().map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0.0))).collect()
+}
+
+/// User plus system CPU seconds of process `pid` so far.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let f: Vec<u64> =
+        stat.rsplit_once(')').unwrap().1.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    // After the ")": state is field 3 (not a number, so skipped), utime and stime are fields 14 and 15.
+    let ticks = f[10] + f[11];
+    ticks as f64 / clock_ticks_per_second()
+}
+
+/// USER_HZ (100 on Linux everywhere in practice; asked of getconf to be sure).
+pub fn clock_ticks_per_second() -> f64 {
+    static HZ: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *HZ.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+/// A `Vm*` line of /proc/PID/status, in MB.
+pub fn status_mb(pid: u32, field: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    kb / 1024.0
+}
+
+/// The `p` quantile of `sorted`, in ms.
+pub fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    sorted[(((sorted.len() - 1) as f64) * p).round() as usize].as_secs_f64() * 1e3
 }

@@ -224,7 +224,8 @@ fn print_how_to_play(cp: &ControlPlane, net: &Network) {
 
 /// The router's BIRD control socket: the one its BIRD was started with (`-s <path>`).
 fn router_socket(net: &Network) -> PathBuf {
-    let cmdline = std::fs::read(format!("/proc/{}/cmdline", net.router_bird().pid())).unwrap_or_default();
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", net.router_bird().map_or(0, |b| b.pid())))
+        .unwrap_or_default();
     let args: Vec<String> =
         cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
     args.iter()

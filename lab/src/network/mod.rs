@@ -75,16 +75,20 @@ pub const APISERVER_RELAY_PORT: u16 = 6443;
 
 /// The bridge in the LAN namespace.
 const BRIDGE: &str = "br0";
-/// Node addresses are `.11` to `.60`: below the lab's local pools (`.200` and up) and the router.
-const MAX_NODES: usize = 50;
+/// Node addresses are `.11` to `.160`: below the lab's local pools (`.200` and up) and the router.
+pub const MAX_NODES: usize = 150;
 /// How long `create` waits for every BGP session to come up.
 const SESSIONS_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What network to build.
 #[derive(Debug, Clone)]
 pub struct NetworkConfig {
-    /// How many nodes (1 to 50); default 3.
+    /// How many nodes (1 to [`MAX_NODES`]); default 3.
     pub nodes: usize,
+    /// Whether BGP runs: a BIRD on the router and on every node, with every session Established before
+    /// [`Network::create`] returns; default true. Off (for benches of many nodes that only look at the
+    /// nodes' addresses), no BIRD runs anywhere, the router only forwards, and [`LabNode::bird`] is `None`.
+    pub bgp: bool,
     /// Whether the router runs BFD on its BGP sessions (as `examples/bird-router.conf` does); default
     /// true. Off, it is a router that does not speak BFD, which the nodes' shipped configuration must
     /// peer with all the same.
@@ -93,7 +97,7 @@ pub struct NetworkConfig {
 
 impl Default for NetworkConfig {
     fn default() -> Self {
-        NetworkConfig { nodes: 3, router_bfd: true }
+        NetworkConfig { nodes: 3, bgp: true, router_bfd: true }
     }
 }
 
@@ -107,7 +111,8 @@ pub struct Network {
     // Fields drop in order: the relay and the BIRDs stop before the namespaces go.
     /// Stops on `Drop`; cuts nodes off for [`Network::cut_api`].
     relay: Relay,
-    router_bird: Child,
+    /// `None` when the network runs without BGP ([`NetworkConfig::bgp`]).
+    router_bird: Option<Child>,
     /// Whether the router runs BFD ([`NetworkConfig::router_bfd`]).
     router_bfd: bool,
     nodes: Vec<LabNode>,
@@ -117,7 +122,7 @@ pub struct Network {
     lan: String,
     control_plane: String,
     router: String,
-    router_socket: PathBuf,
+    router_socket: Option<PathBuf>,
     /// `plb-<pid>-<start>-<n>`: pods' and the client's namespaces are named under it, so the stale sweep
     /// finds them with the network's own.
     prefix: String,
@@ -187,18 +192,27 @@ impl Network {
             apiserver_address(cp)?,
         )?;
 
-        let peers: Vec<bird::Peer<'_>> =
-            nodes.iter().map(|n| bird::Peer { name: &n.port, ipv4: n.ipv4, ipv6: n.ipv6 }).collect();
-        let router_config = bird::router_config(ROUTER_IPV4, &peers, cfg.router_bfd);
-        let (router_bird, router_socket) = start_bird(&tools, &dir, &router, &router_config).await?;
-        let node_config =
-            bird::node_config(ROUTER_IPV4, ROUTER_IPV6).map_err(|e| LabError::Prerequisite {
-                what: "the shipped BIRD configuration cannot be used".to_owned(),
-                hint: e,
-            })?;
+        let (mut router_bird, mut router_socket, mut node_birds) = (None, None, Vec::new());
+        if cfg.bgp {
+            let peers: Vec<bird::Peer<'_>> =
+                nodes.iter().map(|n| bird::Peer { name: &n.port, ipv4: n.ipv4, ipv6: n.ipv6 }).collect();
+            let router_config = bird::router_config(ROUTER_IPV4, &peers, cfg.router_bfd);
+            let (bird, socket) = start_bird(&tools, &dir, &router, &router_config).await?;
+            (router_bird, router_socket) = (Some(bird), Some(socket));
+            let node_config =
+                bird::node_config(ROUTER_IPV4, ROUTER_IPV6).map_err(|e| LabError::Prerequisite {
+                    what: "the shipped BIRD configuration cannot be used".to_owned(),
+                    hint: e,
+                })?;
+            for host in &nodes {
+                node_birds.push(Some(start_bird(&tools, &dir, host, &node_config).await?));
+            }
+        } else {
+            node_birds.resize_with(nodes.len(), || None);
+        }
         let mut lab_nodes = Vec::with_capacity(nodes.len());
-        for (i, host) in nodes.iter().enumerate() {
-            let (bird, bird_socket) = start_bird(&tools, &dir, host, &node_config).await?;
+        for (i, (host, bird)) in nodes.iter().zip(node_birds).enumerate() {
+            let (bird, bird_socket) = bird.unzip();
             lab_nodes.push(LabNode {
                 index: i + 1,
                 name: host.port.clone(),
@@ -232,10 +246,12 @@ impl Network {
         let client = cp.admin_client().await?;
         futures::future::try_join_all(network.nodes.iter().map(|n| node::apply_node_object(&client, n)))
             .await?;
-        network.wait_for_sessions().await?;
+        if cfg.bgp {
+            network.wait_for_sessions().await?;
+        }
         tracing::info!(
-            netns = %prefix, nodes = cfg.nodes, links = ?links_ready, elapsed = ?began.elapsed(),
-            "lab network ready, every BGP session Established"
+            netns = %prefix, nodes = cfg.nodes, bgp = cfg.bgp, links = ?links_ready, elapsed = ?began.elapsed(),
+            "lab network ready (with BGP: every session Established)"
         );
         Ok(network)
     }
@@ -280,9 +296,9 @@ impl Network {
         &self.dir
     }
 
-    /// The router's BIRD.
-    pub fn router_bird(&self) -> &Child {
-        &self.router_bird
+    /// The router's BIRD (`None` without BGP).
+    pub fn router_bird(&self) -> Option<&Child> {
+        self.router_bird.as_ref()
     }
 
     /// `https://192.0.2.1:6443`: the API server as processes in the nodes reach it.
@@ -351,10 +367,13 @@ impl Network {
     /// Runs `birdc <args>` against the BIRD of the namespace `netns` (the router's or a node's).
     pub async fn birdc(&self, netns: &str, args: &[&str]) -> Result<String, LabError> {
         let socket = if netns == self.router {
-            &self.router_socket
+            self.router_socket.as_deref()
         } else if let Some(node) = self.nodes.iter().find(|n| n.netns() == netns) {
             node.bird_socket()
         } else {
+            None
+        };
+        let Some(socket) = socket else {
             return Err(LabError::io(
                 format!("birdc {}", args.join(" ")),
                 std::io::Error::other(format!("no BIRD runs in network namespace {netns}")),
@@ -365,7 +384,7 @@ impl Network {
 
     /// The router's BGP sessions (`<node>_v4`, `<node>_v6`) and their states.
     pub async fn bgp_sessions(&self) -> Result<Vec<BgpSession>, LabError> {
-        Ok(bird::parse_protocols(&self.tools.birdc(&self.router_socket, &["show", "protocols"]).await?))
+        Ok(bird::parse_protocols(&self.birdc(&self.router, &["show", "protocols"]).await?))
     }
 
     /// The BFD sessions of the BIRD in `netns` (the router's or a node's) and their states.
@@ -388,7 +407,7 @@ impl Network {
         let began = Instant::now();
         let expected = 2 * self.nodes.len();
         loop {
-            for bird in std::iter::once(&self.router_bird).chain(self.nodes.iter().map(LabNode::bird)) {
+            for bird in self.router_bird.iter().chain(self.nodes.iter().filter_map(LabNode::bird)) {
                 if let Some(status) = bird.try_wait()? {
                     return Err(bird.exited(status, "while the lab network was starting"));
                 }
@@ -413,7 +432,13 @@ impl Network {
                 Err(e) => e.to_string(),
             };
             if began.elapsed() >= SESSIONS_TIMEOUT {
-                return Err(self.router_bird.not_ready(SESSIONS_TIMEOUT, last));
+                return Err(match &self.router_bird {
+                    Some(bird) => bird.not_ready(SESSIONS_TIMEOUT, last),
+                    None => LabError::io(
+                        "waiting for BGP sessions",
+                        std::io::Error::other("no BGP in this network"),
+                    ),
+                });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

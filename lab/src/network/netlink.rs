@@ -4,7 +4,7 @@
 //! and benches that poll. A [`RouteSocket`] opened once in a namespace serves many dumps (addresses,
 //! links, BIRD's kernel routes) with no thread or process per dump, for the sampler.
 //!
-//! Exposes [`address_protocols`], [`placements`] and [`RouteSocket`].
+//! Exposes [`address_protocols`], [`placements`], [`all_placements`] and [`RouteSocket`].
 
 use std::io;
 use std::net::IpAddr;
@@ -54,6 +54,23 @@ pub(crate) fn placements(netns_name: &str, ip: IpAddr) -> io::Result<Vec<(String
             .map(|a| {
                 let name = names.iter().find(|(i, _)| *i == a.index).map(|(_, n)| n.clone());
                 (name.unwrap_or_else(|| format!("index {}", a.index)), a.prefix_len)
+            })
+            .collect())
+    })
+}
+
+/// Every address of the named namespace as (interface name, address, prefix length), from one dump of
+/// its addresses and one of its links (blocking; runs on a thread of its own).
+pub(crate) fn all_placements(netns_name: &str) -> io::Result<Vec<(String, IpAddr, u8)>> {
+    netns::in_netns(netns_name, || {
+        let mut socket = RouteSocket::open()?;
+        let names = socket.links()?;
+        Ok(socket
+            .addresses()?
+            .into_iter()
+            .map(|a| {
+                let name = names.iter().find(|(i, _)| *i == a.index).map(|(_, n)| n.clone());
+                (name.unwrap_or_else(|| format!("index {}", a.index)), a.ip, a.prefix_len)
             })
             .collect())
     })

@@ -38,8 +38,9 @@ pub struct LabNode {
     pub(crate) lan_netns: String,
     pub(crate) bridge_port: String,
     pub(crate) tools: Tools,
-    pub(crate) bird: Child,
-    pub(crate) bird_socket: PathBuf,
+    /// `None` when the network runs without BGP.
+    pub(crate) bird: Option<Child>,
+    pub(crate) bird_socket: Option<PathBuf>,
 }
 
 impl LabNode {
@@ -68,14 +69,14 @@ impl LabNode {
         LAN_INTERFACE
     }
 
-    /// The node's BIRD (running `deploy/bird/bird.conf`).
-    pub fn bird(&self) -> &Child {
-        &self.bird
+    /// The node's BIRD (running `deploy/bird/bird.conf`); `None` in a network without BGP.
+    pub fn bird(&self) -> Option<&Child> {
+        self.bird.as_ref()
     }
 
-    /// The control socket of the node's BIRD (`birdc -s <socket>`).
-    pub fn bird_socket(&self) -> &Path {
-        &self.bird_socket
+    /// The control socket of the node's BIRD (`birdc -s <socket>`); `None` in a network without BGP.
+    pub fn bird_socket(&self) -> Option<&Path> {
+        self.bird_socket.as_deref()
     }
 
     /// A command that runs `program` inside the node's namespace (`ip netns exec <netns> <program>`).
@@ -116,6 +117,17 @@ impl LabNode {
         let what = format!("looking for {ip} on {}", self.name);
         let netns = self.netns.clone();
         tokio::task::spawn_blocking(move || netlink::placements(&netns, ip))
+            .await
+            .map_err(|e| LabError::io(what.clone(), std::io::Error::other(e)))?
+            .map_err(|e| LabError::io(what, e))
+    }
+
+    /// Every address on the node as (interface, address, prefix length), read over rtnetlink in two dumps
+    /// with no `ip` process: for benches that poll thousands of addresses on many nodes.
+    pub async fn all_placements(&self) -> Result<Vec<(String, IpAddr, u8)>, LabError> {
+        let what = format!("listing the addresses of {}", self.name);
+        let netns = self.netns.clone();
+        tokio::task::spawn_blocking(move || netlink::all_placements(&netns))
             .await
             .map_err(|e| LabError::io(what.clone(), std::io::Error::other(e)))?
             .map_err(|e| LabError::io(what, e))
