@@ -56,12 +56,12 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::{self, AgentConfig};
 use crate::conflict::Sighting;
+use crate::dataplane::DataPlane;
 use crate::desired::{Announced, DesiredSet, Kind, diff, takeovers};
 use crate::k8s::{ReportWrite, Writer};
 use crate::lease::{NodeLeases, Renewal};
 use crate::metrics::ConflictAction;
 use crate::metrics::Metrics;
-use crate::netlink::Netlink;
 use crate::shutdown::Handover;
 use purelb_core::announce::facts;
 use purelb_core::announce::report::{self, ServiceReport};
@@ -111,9 +111,9 @@ pub struct Settings {
 }
 
 /// What the loop owns besides its state.
-pub struct Parts {
-    /// The kernel.
-    pub netlink: Netlink,
+pub struct Parts<D> {
+    /// The node's network (the kernel, through rtnetlink and raw sockets).
+    pub dataplane: D,
     /// The API writes.
     pub writer: Writer,
     /// The agent's metrics.
@@ -131,9 +131,9 @@ pub struct Parts {
 }
 
 /// The loop's state. See the module documentation.
-pub struct Announcer {
+pub struct Announcer<D> {
     settings: Settings,
-    parts: Parts,
+    parts: Parts<D>,
     services: Cache<Service>,
     slices: Cache<EndpointSlice>,
     leases: Cache<Lease>,
@@ -175,9 +175,9 @@ pub struct Announcer {
     reannounce: bool,
 }
 
-impl Announcer {
+impl<D: DataPlane> Announcer<D> {
     /// A loop that has seen nothing yet.
-    pub fn new(settings: Settings, parts: Parts) -> Self {
+    pub fn new(settings: Settings, parts: Parts<D>) -> Self {
         let tracker = NodeLeases::new(&settings.node, parts.lease_duration);
         let (sightings, sighted) = mpsc::channel(256);
         Self {
@@ -439,7 +439,7 @@ impl Announcer {
         if wanted.is_empty() {
             return;
         }
-        let links = match self.parts.netlink.links().await {
+        let links = match self.parts.dataplane.links().await {
             Ok(l) => l,
             Err(e) => {
                 self.parts.metrics.error("links");
@@ -449,7 +449,7 @@ impl Announcer {
         };
         for interface in wanted {
             let Some(mac) = links.iter().find(|l| l.name == interface).and_then(|l| l.mac) else { continue };
-            match crate::conflict::listen(interface, mac) {
+            match self.parts.dataplane.listen(interface, mac) {
                 Ok(stream) => {
                     let tx = self.sightings.clone();
                     let task = tokio::spawn(async move {
@@ -598,7 +598,7 @@ impl Announcer {
             }
         }
         let connected = if plans.iter().any(|(_, p)| matches!(p.placement, Placement::NonLocal { .. })) {
-            match self.parts.netlink.links().await {
+            match self.parts.dataplane.links().await {
                 Ok(links) => Some(
                     links
                         .iter()
@@ -713,7 +713,7 @@ impl Announcer {
         &self,
         desired: &DesiredSet,
     ) -> Result<(BTreeSet<IpAddr>, BTreeSet<IpAddr>, Vec<String>), String> {
-        let netlink = &self.parts.netlink;
+        let netlink = &self.parts.dataplane;
         let metrics = &self.parts.metrics;
         let mut errors = Vec::new();
         let owned = match netlink.owned().await {
@@ -820,7 +820,7 @@ impl Announcer {
 
     /// Sends GARP / unsolicited NA for each local address this node just took up.
     async fn announce_takeovers(&self, desired: &DesiredSet, ips: &[IpAddr]) {
-        let links = match self.parts.netlink.links().await {
+        let links = match self.parts.dataplane.links().await {
             Ok(l) => l,
             Err(e) => {
                 self.parts.metrics.error("links");
@@ -841,8 +841,9 @@ impl Announcer {
     fn garp(&self, interface: String, mac: [u8; 6], ip: IpAddr) {
         let (count, interval) = (self.settings.garp_count, self.settings.garp_interval);
         let metrics = self.parts.metrics.clone();
+        let sending = self.parts.dataplane.announce(interface.clone(), mac, ip, count, interval);
         tokio::spawn(async move {
-            match crate::garp::announce(&interface, mac, ip, count, interval).await {
+            match sending.await {
                 Ok(()) => {
                     metrics.garp_sent.inc_by(u64::from(count));
                 }
@@ -932,7 +933,7 @@ pub(crate) fn format_mac(mac: &[u8; 6]) -> String {
     mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
-impl Announcer {
+impl<D> Announcer<D> {
     /// What a graceful stop hands over: the local addresses in place and the conflict listeners that
     /// will hear their next holders.
     fn handover(&mut self, sighted: mpsc::Receiver<Sighting>) -> Handover {
