@@ -1,0 +1,1 @@
+//! Unit tests of the announcer loop through the fake data plane.
