@@ -67,6 +67,8 @@ type Feed = futures::channel::mpsc::UnboundedSender<Result<Change, watcher::Erro
 /// A running announcer: its watch feed and its stop switch.
 struct Running {
     feed: Feed,
+    /// The kernel's removal notices.
+    removals: futures::channel::mpsc::UnboundedSender<IpAddr>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     _failed: mpsc::UnboundedSender<purelb_core::allocate::ServiceKey>,
@@ -114,13 +116,14 @@ fn start(dp: &FakeDataPlane, services: Vec<Service>, lease: Duration) -> Running
     };
     let settings = Settings { node: NODE.into(), garp_count: 1, garp_interval: Duration::ZERO };
     let (feed, changes) = futures::channel::mpsc::unbounded();
+    let (removals, removed) = futures::channel::mpsc::unbounded();
     let (stop, stopped) = watch::channel(false);
     let announcer = Announcer::new(settings, parts);
     let task = tokio::spawn(async move {
         let _keep_renewed = _renewed_tx;
-        let _ = announcer.run(changes, futures::stream::pending().boxed(), failed_rx, stopped).await;
+        let _ = announcer.run(changes, removed.boxed(), failed_rx, stopped).await;
     });
-    let running = Running { feed, stop, task, _failed: failed_tx };
+    let running = Running { feed, removals, stop, task, _failed: failed_tx };
     let groups = vec![
         group("local", "192.0.2.0/24", "192.0.2.200-192.0.2.220"),
         group("remote", "198.51.100.0/24", "198.51.100.0/24"),
@@ -207,18 +210,20 @@ async fn an_address_we_did_not_add_is_never_removed() {
 async fn api_silence_changes_nothing() {
     let dp = node_network();
     // A one-second Lease that is never seen renewed again: the view turns stale (fail-static).
-    let running = start(
-        &dp,
-        vec![service("web", "192.0.2.200", "local"), service("api", "198.51.100.5", "remote")],
-        Duration::from_secs(1),
-    );
+    let services = vec![service("web", "192.0.2.200", "local"), service("api", "198.51.100.5", "remote")];
+    let running = start(&dp, services, Duration::from_secs(1));
     eventually("both in place", || {
         holds(&dp, "eth0", "192.0.2.200") && holds(&dp, "kube-lb0", "198.51.100.5")
     })
     .await;
     let before = (dp.addresses("eth0"), dp.addresses("kube-lb0"));
-    // Silence for well over the Lease duration and a resync's worth of ticks.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Silence for well over the Lease duration, then the kernel drifts: someone removes the local
+    // address, and the reconcile that follows, on a stale view, must put it back and withdraw nothing.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    dp.take_away(ip("192.0.2.200"));
+    running.removals.unbounded_send(ip("192.0.2.200")).expect("the loop listens");
+    eventually("192.0.2.200 put back", || holds(&dp, "eth0", "192.0.2.200")).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!((dp.addresses("eth0"), dp.addresses("kube-lb0")), before);
     running.stop().await;
 }
