@@ -19,6 +19,7 @@
 mod announcer;
 mod config;
 mod conflict;
+mod dataplane;
 mod desired;
 mod garp;
 mod k8s;
@@ -160,7 +161,7 @@ async fn main() -> Result<()> {
         garp_interval: Duration::from_millis(args.garp_interval_ms),
     };
     let parts = Parts {
-        netlink: netlink.clone(),
+        dataplane: netlink.clone(),
         writer,
         metrics,
         admin: admin.clone(),

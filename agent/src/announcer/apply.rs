@@ -1,0 +1,206 @@
+//! The kernel side of a reconcile, through the data plane: delete then add our (tagged) addresses,
+//! GARP/NA for every local take-up, the held-address gauges and one event per (Service, address)
+//! take-up.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use kube::Resource;
+use purelb_core::api::events;
+
+use super::Announcer;
+use crate::dataplane::DataPlane;
+use crate::desired::{DesiredSet, Kind, diff, takeovers};
+
+impl<D: DataPlane> Announcer<D> {
+    /// GARP/NA for takeovers, the held-address gauges and one event per take-up.
+    pub(super) async fn after_apply(
+        &mut self,
+        me: &str,
+        desired: &DesiredSet,
+        in_place: &BTreeSet<IpAddr>,
+        added: &BTreeSet<IpAddr>,
+    ) {
+        let local_now = desired.in_place(Kind::Local, in_place);
+        let taken_over = if std::mem::take(&mut self.reannounce) {
+            // Back from fail-static: the LAN may have been told otherwise meanwhile (another node took
+            // an address over while this one could not hear it): announce every local address again.
+            local_now.iter().copied().collect()
+        } else {
+            takeovers(&local_now, &self.local_held, added)
+        };
+        self.local_held = local_now;
+        if self.config.sendgarp && !taken_over.is_empty() {
+            self.announce_takeovers(desired, &taken_over).await;
+        }
+        self.listen_for_conflicts(desired).await;
+        self.parts.metrics.held(self.local_held.len(), desired.in_place(Kind::NonLocal, in_place).len());
+        for (key, ip, kind) in self.announced.update(desired.take_ups(in_place)) {
+            let (Some(svc), Some(target)) =
+                (self.services.get(&key.namespace, &key.name), desired.targets().get(&ip))
+            else {
+                continue;
+            };
+            let iface = &target.interface;
+            let (reason, message) = match kind {
+                Kind::Local => {
+                    (events::ANNOUNCING_LOCAL, format!("Node {me} announcing {ip} on interface {iface}"))
+                }
+                Kind::NonLocal => (
+                    events::ANNOUNCING_NON_LOCAL,
+                    format!("Announcing {ip} from node {me} interface {iface}"),
+                ),
+            };
+            tracing::info!(service = %key, %ip, interface = %iface, ?kind, "announcing");
+            self.parts.writer.event(svc.object_ref(&()), false, reason, message);
+        }
+    }
+
+    /// Deletes, then adds; returns the desired addresses now in place, those added now, and what failed
+    /// (Err: our addresses could not even be listed).
+    pub(super) async fn apply_addresses(
+        &self,
+        desired: &DesiredSet,
+    ) -> Result<(BTreeSet<IpAddr>, BTreeSet<IpAddr>, Vec<String>), String> {
+        let netlink = &self.parts.dataplane;
+        let metrics = &self.parts.metrics;
+        let mut errors = Vec::new();
+        let owned = match netlink.owned().await {
+            Ok(o) => o,
+            Err(e) => {
+                metrics.error("owned");
+                return Err(format!("listing our addresses: {e}"));
+            }
+        };
+        let d = diff(desired.targets(), &owned);
+        let targets: Vec<(u32, IpAddr, u8)> =
+            d.delete.iter().map(|o| (o.index, o.address, o.prefix_len)).collect();
+        let results = match netlink.delete_many(&targets).await {
+            Ok(r) => r,
+            Err(e) => {
+                metrics.error("owned");
+                return Err(format!("listing addresses before deleting: {e}"));
+            }
+        };
+        for (o, result) in d.delete.iter().zip(results) {
+            match result {
+                Ok(()) => {
+                    tracing::info!(ip = %o.address, interface = %o.interface, prefix_len = o.prefix_len, "withdrew address")
+                }
+                Err(e) => {
+                    metrics.error("delete");
+                    errors.push(format!("deleting {}/{} from {}: {e}", o.address, o.prefix_len, o.interface));
+                }
+            }
+        }
+        let mut in_place = d.kept.clone();
+        let mut added = BTreeSet::new();
+        if d.add.is_empty() {
+            return Ok((in_place, added, errors));
+        }
+        let links = if d.add.iter().any(|(_, t)| t.kind == Kind::Local) {
+            match netlink.links().await {
+                Ok(l) => l,
+                Err(e) => {
+                    metrics.error("links");
+                    errors.push(format!("listing links: {e}"));
+                    Vec::new()
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let mut extlb: BTreeMap<String, Result<u32, String>> = BTreeMap::new();
+        let mut adds = Vec::with_capacity(d.add.len());
+        for (ip, t) in &d.add {
+            let index = match t.kind {
+                Kind::Local => match links.iter().find(|l| l.name == t.interface) {
+                    Some(l) => l.index,
+                    None => {
+                        errors.push(format!("adding {ip}: the LAN interface {} is not there", t.interface));
+                        continue;
+                    }
+                },
+                Kind::NonLocal => {
+                    if !extlb.contains_key(&t.interface) {
+                        let r = netlink.ensure_extlb(&t.interface).await.map_err(|e| e.to_string());
+                        if r.is_err() {
+                            metrics.error("extlb");
+                        }
+                        extlb.insert(t.interface.clone(), r);
+                    }
+                    match extlb.get(&t.interface) {
+                        Some(Ok(index)) => *index,
+                        Some(Err(e)) => {
+                            errors.push(format!("adding {ip}: interface {}: {e}", t.interface));
+                            continue;
+                        }
+                        None => continue,
+                    }
+                }
+            };
+            adds.push((index, *ip, t));
+        }
+        let targets: Vec<(u32, IpAddr, u8)> =
+            adds.iter().map(|(index, ip, t)| (*index, *ip, t.prefix_len)).collect();
+        let results = match netlink.add_many(&targets).await {
+            Ok(r) => r,
+            Err(e) => {
+                metrics.error("add");
+                errors.push(format!("listing addresses before adding: {e}"));
+                return Ok((in_place, added, errors));
+            }
+        };
+        for ((_, ip, t), result) in adds.iter().zip(results) {
+            match result {
+                Ok(()) => {
+                    tracing::info!(%ip, interface = %t.interface, prefix_len = t.prefix_len, kind = ?t.kind, "added address");
+                    in_place.insert(*ip);
+                    added.insert(*ip);
+                }
+                Err(e) => {
+                    metrics.error("add");
+                    errors.push(format!("adding {ip}/{} to {}: {e}", t.prefix_len, t.interface));
+                }
+            }
+        }
+        Ok((in_place, added, errors))
+    }
+
+    /// Sends GARP / unsolicited NA for each local address this node just took up.
+    pub(super) async fn announce_takeovers(&self, desired: &DesiredSet, ips: &[IpAddr]) {
+        let links = match self.parts.dataplane.links().await {
+            Ok(l) => l,
+            Err(e) => {
+                self.parts.metrics.error("links");
+                tracing::warn!(error = %e, "cannot send GARP/NA: listing links failed");
+                return;
+            }
+        };
+        for ip in ips {
+            let Some(target) = desired.targets().get(ip) else { continue };
+            match links.iter().find(|l| l.name == target.interface).and_then(|l| l.mac) {
+                Some(mac) => self.garp(target.interface.clone(), mac, *ip),
+                None => tracing::debug!(%ip, interface = %target.interface, "no MAC address: no GARP/NA"),
+            }
+        }
+    }
+
+    /// Announces a takeover with GARP / unsolicited NA, in the background.
+    pub(super) fn garp(&self, interface: String, mac: [u8; 6], ip: IpAddr) {
+        let (count, interval) = (self.settings.garp_count, self.settings.garp_interval);
+        let metrics = self.parts.metrics.clone();
+        let sending = self.parts.dataplane.announce(interface.clone(), mac, ip, count, interval);
+        tokio::spawn(async move {
+            match sending.await {
+                Ok(()) => {
+                    metrics.garp_sent.inc_by(u64::from(count));
+                }
+                Err(e) => {
+                    metrics.error("garp");
+                    tracing::warn!(%ip, %interface, error = %e, "could not send GARP/NA");
+                }
+            }
+        });
+    }
+}

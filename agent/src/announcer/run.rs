@@ -1,0 +1,181 @@
+//! The loop itself: `run` (the `select!` over watches, liveness tick, kernel removal notices, conflict
+//! sightings and resync), applying watch events to the caches, readiness, and one reconcile with its
+//! backoff (1 s doubling to 10 s; at least 10 ms between reconciles).
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use futures::stream::BoxStream;
+use futures::{FutureExt, Stream, StreamExt};
+use kube::runtime::watcher;
+use purelb_core::allocate::ServiceKey;
+use tokio::sync::{mpsc, watch};
+
+use super::cache::Touched;
+use super::{Announcer, Change, LoopError, MAX_BACKOFF, MAX_BATCH, MIN_BACKOFF, MIN_GAP, RESYNC, TICK};
+use crate::dataplane::DataPlane;
+use crate::shutdown::Handover;
+
+impl<D: DataPlane> Announcer<D> {
+    /// Runs until `stop` fires (Ok) or the watches end (Err). `removals` yields addresses someone
+    /// removed from under the agent; `failed` the Services whose report write was given up.
+    pub async fn run(
+        mut self,
+        changes: impl Stream<Item = Result<Change, watcher::Error>>,
+        mut removals: BoxStream<'static, IpAddr>,
+        mut failed: mpsc::UnboundedReceiver<ServiceKey>,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<Handover, LoopError> {
+        let mut changes = std::pin::pin!(changes);
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut resync = tokio::time::interval(RESYNC);
+        resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let (_, mut sighted) = mpsc::channel(1);
+        if let Some(rx) = self.sighted.take() {
+            sighted = rx;
+        }
+        loop {
+            let due = self.dirty && self.synced();
+            let wake = tokio::time::Instant::from_std(self.not_before);
+            tokio::select! {
+                biased;
+                _ = stop.changed() => return Ok(self.handover(sighted)),
+                Some(key) = failed.recv() => {
+                    self.submitted.remove(&key);
+                    self.dirty = true;
+                }
+                Some(sighting) = sighted.recv() => self.on_sighting(sighting),
+                Some(ip) = removals.next() => {
+                    if self.desired_ips.contains(&ip) {
+                        tracing::info!(%ip, "our address was removed from under us; putting it back");
+                        self.dirty = true;
+                        self.not_before = Instant::now();
+                    }
+                }
+                change = changes.next() => {
+                    // Take everything already waiting, then reconcile once for the batch.
+                    let mut next = Some(change);
+                    let mut taken = 0;
+                    while let Some(item) = next.take() {
+                        match item {
+                            None => return Err(LoopError::WatchEnded),
+                            Some(Err(e)) => tracing::warn!(error = %e, "watch error; the watcher retries"),
+                            Some(Ok(c)) => self.on_change(c),
+                        }
+                        taken += 1;
+                        if taken < MAX_BATCH {
+                            next = changes.next().now_or_never();
+                        }
+                    }
+                    self.log_listed();
+                }
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    self.tracker.set_renewed(self.parts.renewed.borrow().clone());
+                    if self.tracker.tick(now) {
+                        self.dirty = true;
+                    }
+                    if self.tracker.wants_proof(now) {
+                        self.parts.renew_now.notify_one();
+                    }
+                    self.follow_view(now);
+                }
+                _ = resync.tick() => self.dirty = true,
+                _ = tokio::time::sleep_until(wake), if due => {}
+            }
+            if self.dirty && self.synced() && Instant::now() >= self.not_before {
+                self.reconcile().await;
+            }
+        }
+    }
+
+    pub(super) fn on_change(&mut self, change: Change) {
+        let now = Instant::now();
+        match change {
+            Change::Service(ev) => self.dirty |= self.services.apply(ev) != Touched::Nothing,
+            Change::Slice(ev) => self.dirty |= self.slices.apply(ev) != Touched::Nothing,
+            Change::Node(ev) => self.dirty |= self.nodes.apply(*ev) != Touched::Nothing,
+            Change::Group(ev) => self.dirty |= self.groups.apply(ev) != Touched::Nothing,
+            Change::Lease(ev) => match self.leases.apply(ev) {
+                Touched::Nothing => {}
+                Touched::One(ns, name) => {
+                    self.dirty |= match self.leases.get(&ns, &name) {
+                        Some(lease) => self.tracker.apply(lease, now),
+                        None => self.tracker.remove(&name),
+                    };
+                }
+                Touched::All => self.dirty |= self.tracker.replace_all(self.leases.values(), now),
+            },
+            Change::Agent(ev) => {
+                if self.agents.apply(ev) != Touched::Nothing {
+                    self.configure();
+                }
+            }
+        }
+    }
+
+    /// Logs, once, how long the six initial lists took and what they held.
+    pub(super) fn log_listed(&mut self) {
+        let listed = self.services.synced
+            && self.slices.synced
+            && self.leases.synced
+            && self.nodes.synced
+            && self.groups.synced
+            && self.agents.synced;
+        if listed && !self.listed {
+            self.listed = true;
+            tracing::info!(
+                after = ?self.started.elapsed(),
+                services = self.services.len(),
+                endpoint_slices = self.slices.len(),
+                leases = self.leases.len(),
+                nodes = self.nodes.len(),
+                groups = self.groups.len(),
+                "every watch has listed"
+            );
+        }
+    }
+
+    pub(super) fn synced(&self) -> bool {
+        self.services.synced
+            && self.slices.synced
+            && self.leases.synced
+            && self.nodes.synced
+            && self.groups.synced
+            && self.agents.synced
+            && self.tracker.has_own()
+            && self.parts.renewed.borrow().is_some()
+    }
+
+    pub(super) async fn reconcile(&mut self) {
+        let started = Instant::now();
+        self.dirty = false;
+        self.tracker.set_renewed(self.parts.renewed.borrow().clone());
+        self.tracker.tick(started);
+        let errors = self.try_reconcile().await;
+        let now = Instant::now();
+        if !self.ready {
+            // Ready once synced and applied, even if some address failed: that is in the logs and
+            // metrics, and an agent that never turns ready would stall a DaemonSet rollout.
+            self.ready = true;
+            self.parts.admin.set_ready(true);
+            tracing::info!(
+                services = self.services.len(),
+                nodes = self.tracker.facts(|_| false, |_| false).len(),
+                addresses = self.desired_ips.len(),
+                "first reconcile done; ready"
+            );
+        }
+        if errors.is_empty() {
+            self.backoff = MIN_BACKOFF;
+            self.not_before = now + MIN_GAP;
+        } else {
+            tracing::warn!(?errors, retry_in = ?self.backoff, "reconcile incomplete; retrying");
+            self.dirty = true;
+            self.not_before = now + self.backoff;
+            self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        }
+        self.parts.metrics.reconcile_seconds.observe(started.elapsed().as_secs_f64());
+    }
+}
