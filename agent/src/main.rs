@@ -40,6 +40,7 @@ use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
+use purelb_core::allocate::trim_service;
 use purelb_core::announce::facts;
 use purelb_core::api::{LBNodeAgent, ServiceGroup};
 use tokio::sync::{mpsc, watch};
@@ -224,14 +225,14 @@ fn watches(
     let all = watcher::Config::default();
     let services = watcher(Api::<Service>::all(client.clone()), all.clone())
         .default_backoff()
-        .map(|e| e.map(Change::Service))
+        .map(|e| e.map(|ev| Change::Service(ev.modify(trim_service))))
         .boxed();
     let slices = watcher(
         Api::<EndpointSlice>::all(client.clone()),
         watcher::Config::default().labels(facts::SERVICE_NAME_LABEL),
     )
     .default_backoff()
-    .map(|e| e.map(Change::Slice))
+    .map(|e| e.map(|ev| Change::Slice(ev.modify(facts::trim_slice))))
     .boxed();
     let leases = watcher(
         Api::<Lease>::namespaced(client.clone(), namespace),

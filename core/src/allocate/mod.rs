@@ -5,7 +5,7 @@
 //! - [`index`]: the [`AllocationIndex`] of groups, pools and holdings.
 //! - [`decide`]: [`AllocationIndex::decide`], the one function that decides.
 //! - [`rebuild`]: [`claim_existing`], what Services already hold, claimed in a fixed order at start-up.
-//! - [`trim`]: [`trim_service`], a Service cut down to what the allocator reads, for its cache.
+//! - [`trim`]: [`trim_service`], a Service cut down to what the allocator and the agents read, for their caches.
 
 mod decide;
 mod index;

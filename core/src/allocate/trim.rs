@@ -1,5 +1,5 @@
-//! [`trim_service`]: a Service cut down to what the allocator reads, so that its cache of every Service
-//! holds a few hundred bytes per Service instead of the whole object (managed fields, the last-applied
+//! [`trim_service`]: a Service cut down to what the allocator and the agents read, so that their caches
+//! of every Service hold a few hundred bytes per Service instead of the whole object (managed fields, the last-applied
 //! annotation, selectors, cluster IPs, other controllers' annotations and conditions).
 
 use k8s_openapi::api::core::v1::{
@@ -16,7 +16,9 @@ const PURELB_PREFIX: &str = "purelb.io/";
 /// [`crate::allocate::claim_existing`], the ingress, PureLB's condition and an event's object
 /// reference read: name, namespace, uid, resourceVersion, creationTimestamp, deletionTimestamp and the
 /// `purelb.io/` annotations; the spec's type, class, requested IP, families, ports (protocol and
-/// number) and external traffic policy; the ingress IPs and the `purelb.io/Allocated` condition.
+/// number) and external traffic policy; the ingress IPs and PureLB's conditions (`purelb.io/Allocated`,
+/// written by the allocator, and `purelb.io/Announced`, written by the agents, which read it back to
+/// write only what changed).
 pub fn trim_service(svc: &mut Service) {
     let meta = std::mem::take(&mut svc.metadata);
     let annotations = meta.annotations.map(|mut a| {
@@ -56,7 +58,11 @@ pub fn trim_service(svc: &mut Service) {
         });
         let ours = s
             .conditions
-            .map(|cs| cs.into_iter().filter(|c| c.type_ == conditions::ALLOCATED).collect::<Vec<_>>())
+            .map(|cs| {
+                cs.into_iter()
+                    .filter(|c| c.type_ == conditions::ALLOCATED || c.type_ == conditions::ANNOUNCED)
+                    .collect::<Vec<_>>()
+            })
             .filter(|cs| !cs.is_empty());
         if ingress.is_none() && ours.is_none() {
             return None;
@@ -97,6 +103,8 @@ mod tests {
                 "conditions": [
                     {"type": "purelb.io/Allocated", "status": "True", "reason": "Allocated",
                      "message": "m", "lastTransitionTime": "2026-12-01T10:00:01Z"},
+                    {"type": "purelb.io/Announced", "status": "True", "reason": "Announced",
+                     "message": "a", "lastTransitionTime": "2026-12-01T10:00:02Z"},
                     {"type": "other.example/Ready", "status": "True", "reason": "R",
                      "message": "", "lastTransitionTime": "2026-12-01T10:00:01Z"}]}
         }))
@@ -116,8 +124,32 @@ mod tests {
         assert_eq!(trimmed.metadata.resource_version.as_deref(), Some("42"));
         assert_eq!(trimmed.metadata.uid.as_deref(), Some("u-1"));
         let conds = trimmed.status.as_ref().unwrap().conditions.as_ref().unwrap();
-        assert_eq!(conds.len(), 1);
-        assert_eq!(conds[0], whole.status.as_ref().unwrap().conditions.as_ref().unwrap()[0]);
+        assert_eq!(conds.len(), 2);
+        assert_eq!(conds[..], whole.status.as_ref().unwrap().conditions.as_ref().unwrap()[..2]);
+    }
+
+    #[test]
+    fn the_agent_reads_the_same_from_a_trimmed_service() {
+        use crate::announce::facts::{incumbents, is_ours, service_facts};
+        use crate::announce::report::ServiceReport;
+        let mut whole = full();
+        whole
+            .metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .insert(crate::api::annotations::ANNOUNCING_IPV4.to_string(), "node1,eth0".to_string());
+        let mut trimmed = whole.clone();
+        trim_service(&mut trimmed);
+        assert_eq!(is_ours(&trimmed), is_ours(&whole));
+        assert!(is_ours(&trimmed));
+        let key = crate::allocate::ServiceKey::of(&whole);
+        let endpoints = [(key, ["node2".to_string()].into())].into();
+        let inc = incumbents([&whole]);
+        assert_eq!(incumbents([&trimmed]), inc);
+        assert_eq!(service_facts(&trimmed, &endpoints, &inc), service_facts(&whole, &endpoints, &inc));
+        assert_eq!(ServiceReport::observed(&trimmed), ServiceReport::observed(&whole));
+        assert!(ServiceReport::observed(&trimmed).condition.is_some());
     }
 
     #[test]

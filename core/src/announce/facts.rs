@@ -76,6 +76,37 @@ pub fn trim_node(node: &mut Node) {
     node.status = ready.map(|c| NodeStatus { conditions: Some(vec![c]), ..Default::default() });
 }
 
+/// `slice` cut down to what [`endpoint_nodes`] reads (namespace, name, uid, resourceVersion, the
+/// [`SERVICE_NAME_LABEL`], each endpoint's `nodeName` and `ready` condition), so that a cache of every
+/// EndpointSlice of the cluster holds tens of bytes per endpoint, not its addresses, ports, target
+/// references, hints and managed fields.
+pub fn trim_slice(slice: &mut EndpointSlice) {
+    let meta = std::mem::take(&mut slice.metadata);
+    let service = meta.labels.and_then(|mut l| l.remove_entry(SERVICE_NAME_LABEL));
+    slice.metadata = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        name: meta.name,
+        namespace: meta.namespace,
+        uid: meta.uid,
+        resource_version: meta.resource_version,
+        labels: service.map(|kv| [kv].into()),
+        ..Default::default()
+    };
+    slice.ports = None;
+    if let Some(endpoints) = slice.endpoints.as_mut() {
+        for ep in endpoints.iter_mut() {
+            let ready = ep.conditions.as_ref().and_then(|c| c.ready);
+            *ep = k8s_openapi::api::discovery::v1::Endpoint {
+                node_name: ep.node_name.take(),
+                conditions: ready.map(|r| k8s_openapi::api::discovery::v1::EndpointConditions {
+                    ready: Some(r),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+        }
+    }
+}
+
 /// The IPs of `status.loadBalancer.ingress`, in order, unparsable entries skipped.
 pub fn ingress_ips(svc: &Service) -> Vec<IpAddr> {
     svc.status
@@ -233,6 +264,23 @@ mod tests {
             s.type_ = Some("ClusterIP".into());
         }
         assert!(!is_ours(&not_lb));
+    }
+
+    #[test]
+    fn a_trimmed_slice_names_the_same_nodes() {
+        let mut whole = slice(
+            "web",
+            &[(Some("n1"), Some(true)), (Some("n2"), Some(false)), (Some("n3"), None), (None, Some(true))],
+        );
+        whole.metadata.labels.as_mut().unwrap().insert("other".into(), "x".into());
+        whole.ports = Some(vec![Default::default()]);
+        let mut trimmed = whole.clone();
+        trim_slice(&mut trimmed);
+        assert_eq!(endpoint_nodes([&trimmed]), endpoint_nodes([&whole]));
+        assert_eq!(endpoint_nodes([&trimmed]).values().next().unwrap().len(), 2);
+        assert_eq!(trimmed.labels().len(), 1);
+        assert!(trimmed.ports.is_none());
+        assert!(trimmed.endpoints.iter().flatten().all(|e| e.addresses.is_empty()));
     }
 
     #[test]
