@@ -12,7 +12,7 @@
 //! - [`Announced`]: which (Service, address) pairs this node has taken up, so each take-up is reported
 //!   by one event, not one per reconcile.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use purelb_core::allocate::ServiceKey;
@@ -55,26 +55,79 @@ impl Target {
     }
 }
 
-/// The union of every Service's placements on this node.
+/// The union of every Service's placements on this node, kept up to date one Service at a time
+/// ([`DesiredSet::set_service`]): each change touches only that Service's addresses.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DesiredSet {
     targets: BTreeMap<IpAddr, Target>,
-    users: BTreeMap<IpAddr, BTreeSet<ServiceKey>>,
+    users: BTreeMap<IpAddr, BTreeMap<ServiceKey, Target>>,
+    by_service: HashMap<ServiceKey, Vec<IpAddr>>,
+    changed: bool,
 }
 
 impl DesiredSet {
     /// Adds one address plan of Service `svc` (absent plans add nothing).
     pub fn add(&mut self, svc: &ServiceKey, plan: &AddressPlan) {
         let Some(target) = Target::of(&plan.placement) else { return };
-        self.users.entry(plan.address).or_default().insert(svc.clone());
-        self.targets
-            .entry(plan.address)
-            .and_modify(|t| {
-                if target < *t {
-                    *t = target.clone();
+        let users = self.users.entry(plan.address).or_default();
+        if users.get(svc) == Some(&target) {
+            return;
+        }
+        users.insert(svc.clone(), target);
+        let ips = self.by_service.entry(svc.clone()).or_default();
+        if !ips.contains(&plan.address) {
+            ips.push(plan.address);
+        }
+        self.changed = true;
+        self.settle(plan.address);
+    }
+
+    /// Replaces every placement of Service `svc` with those of `plans` (none: the Service is gone or
+    /// places nothing here).
+    pub fn set_service(&mut self, svc: &ServiceKey, plans: &[AddressPlan]) {
+        let wanted: BTreeMap<IpAddr, Target> =
+            plans.iter().filter_map(|p| Some((p.address, Target::of(&p.placement)?))).collect();
+        for ip in self.by_service.remove(svc).unwrap_or_default() {
+            if wanted.contains_key(&ip) {
+                continue;
+            }
+            if let Some(users) = self.users.get_mut(&ip) {
+                users.remove(svc);
+                if users.is_empty() {
+                    self.users.remove(&ip);
                 }
-            })
-            .or_insert(target);
+            }
+            self.changed = true;
+            self.settle(ip);
+        }
+        for plan in plans {
+            self.add(svc, plan);
+        }
+        // `add` re-records the addresses it placed; keep the record of those already in place.
+        let ips: Vec<IpAddr> = wanted.keys().copied().collect();
+        if ips.is_empty() {
+            self.by_service.remove(svc);
+        } else {
+            self.by_service.insert(svc.clone(), ips);
+        }
+    }
+
+    /// Re-derives the target of `ip` from its users: the smallest wins, so the choice never depends on
+    /// order.
+    fn settle(&mut self, ip: IpAddr) {
+        match self.users.get(&ip).and_then(|u| u.values().min()) {
+            Some(t) => {
+                self.targets.insert(ip, t.clone());
+            }
+            None => {
+                self.targets.remove(&ip);
+            }
+        }
+    }
+
+    /// Whether anything changed since the last call (the kernel must be looked at).
+    pub fn take_changed(&mut self) -> bool {
+        std::mem::take(&mut self.changed)
     }
 
     /// Every desired address and where it goes.
@@ -82,16 +135,9 @@ impl DesiredSet {
         &self.targets
     }
 
-    /// The (Service, address, kind) triples of the addresses in `in_place`.
-    pub fn take_ups(&self, in_place: &BTreeSet<IpAddr>) -> BTreeSet<(ServiceKey, IpAddr, Kind)> {
-        self.users
-            .iter()
-            .filter(|(ip, _)| in_place.contains(ip))
-            .flat_map(|(ip, svcs)| {
-                let kind = self.targets.get(ip).map(|t| t.kind);
-                svcs.iter().filter_map(move |s| Some((s.clone(), *ip, kind?)))
-            })
-            .collect()
+    /// The Services that place `ip` here.
+    pub fn users(&self, ip: &IpAddr) -> impl Iterator<Item = &ServiceKey> {
+        self.users.get(ip).into_iter().flat_map(BTreeMap::keys)
     }
 
     /// The desired addresses of `kind` that are in `in_place`.
@@ -143,16 +189,39 @@ pub fn takeovers(now: &BTreeSet<IpAddr>, before: &BTreeSet<IpAddr>, added: &BTre
 /// The (Service, address, kind) take-ups this node has reported.
 #[derive(Debug, Default)]
 pub struct Announced {
-    reported: BTreeSet<(ServiceKey, IpAddr, Kind)>,
+    reported: BTreeMap<IpAddr, BTreeMap<ServiceKey, Kind>>,
 }
 
 impl Announced {
-    /// Replaces the reported set with `now` and returns the entries that are new: each is reported once
-    /// per take-up. An entry that leaves (the address moved away, or could not be added) is reported
-    /// again when it comes back.
-    pub fn update(&mut self, now: BTreeSet<(ServiceKey, IpAddr, Kind)>) -> Vec<(ServiceKey, IpAddr, Kind)> {
-        let new = now.difference(&self.reported).cloned().collect();
-        self.reported = now;
+    /// Brings the reported set to the take-ups of `desired` whose address is in `in_place` and returns
+    /// the entries that are new: each is reported once per take-up. An entry that leaves (the address
+    /// moved away, or could not be added) is reported again when it comes back. Nothing is copied for
+    /// the entries that stay.
+    pub fn update(
+        &mut self,
+        desired: &DesiredSet,
+        in_place: &BTreeSet<IpAddr>,
+    ) -> Vec<(ServiceKey, IpAddr, Kind)> {
+        self.reported.retain(|ip, svcs| {
+            let (true, Some(target)) = (in_place.contains(ip), desired.targets.get(ip)) else { return false };
+            let users = desired.users.get(ip);
+            svcs.retain(|k, kind| *kind == target.kind && users.is_some_and(|u| u.contains_key(k)));
+            !svcs.is_empty()
+        });
+        let mut new = Vec::new();
+        for ip in in_place {
+            let Some(target) = desired.targets.get(ip) else { continue };
+            let reported = self.reported.entry(*ip).or_default();
+            for svc in desired.users(ip) {
+                if !reported.contains_key(svc) {
+                    reported.insert(svc.clone(), target.kind);
+                    new.push((svc.clone(), *ip, target.kind));
+                }
+            }
+            if reported.is_empty() {
+                self.reported.remove(ip);
+            }
+        }
         new
     }
 }
@@ -206,6 +275,33 @@ mod tests {
         let mut only_b = DesiredSet::default();
         only_b.add(&key("b"), &plan("198.51.100.5", Placement::Absent));
         assert!(!only_b.targets().contains_key(&ip("198.51.100.5")));
+    }
+
+    #[test]
+    fn replacing_a_services_placements_frees_only_what_no_one_else_places() {
+        let mut d = DesiredSet::default();
+        d.set_service(&key("a"), &[non_local("198.51.100.5", 32), non_local("198.51.100.6", 32)]);
+        d.set_service(&key("b"), &[non_local("198.51.100.5", 32)]);
+        assert!(d.take_changed());
+        // a moves off .6 and off the shared .5; b still places .5.
+        d.set_service(&key("a"), &[non_local("198.51.100.7", 32)]);
+        assert!(d.take_changed());
+        let held: Vec<IpAddr> = d.targets().keys().copied().collect();
+        assert_eq!(held, [ip("198.51.100.5"), ip("198.51.100.7")]);
+        assert_eq!(d.users(&ip("198.51.100.5")).collect::<Vec<_>>(), [&key("b")]);
+        // The same placements again change nothing.
+        d.set_service(&key("a"), &[non_local("198.51.100.7", 32)]);
+        assert!(!d.take_changed());
+        // b goes away: .5 is freed; a prefix change of a is a change.
+        d.set_service(&key("b"), &[]);
+        d.set_service(&key("a"), &[non_local("198.51.100.7", 24)]);
+        assert!(d.take_changed());
+        assert_eq!(d.targets().len(), 1);
+        assert_eq!(d.targets()[&ip("198.51.100.7")].prefix_len, 24);
+        // Built one Service at a time or all at once, the set is the same.
+        let mut fresh = DesiredSet::default();
+        fresh.add(&key("a"), &non_local("198.51.100.7", 24));
+        assert_eq!(d.targets(), fresh.targets());
     }
 
     #[test]
@@ -288,15 +384,15 @@ mod tests {
         d.add(&key("c"), &non_local("198.51.100.5", 32));
         let mut announced = Announced::default();
         // 198.51.100.5 could not be added yet: not reported.
-        let first = announced.update(d.take_ups(&BTreeSet::from([ip("192.0.2.200")])));
+        let first = announced.update(&d, &BTreeSet::from([ip("192.0.2.200")]));
         assert_eq!(first.len(), 2);
         assert!(first.iter().all(|(_, _, k)| *k == Kind::Local));
         let all = BTreeSet::from([ip("192.0.2.200"), ip("198.51.100.5")]);
-        let second = announced.update(d.take_ups(&all));
+        let second = announced.update(&d, &all);
         assert_eq!(second, vec![(key("c"), ip("198.51.100.5"), Kind::NonLocal)]);
-        assert!(announced.update(d.take_ups(&all)).is_empty(), "nothing new");
+        assert!(announced.update(&d, &all).is_empty(), "nothing new");
         // The address moves away and comes back: a new take-up.
-        announced.update(BTreeSet::new());
-        assert_eq!(announced.update(d.take_ups(&all)).len(), 3);
+        announced.update(&d, &BTreeSet::new());
+        assert_eq!(announced.update(&d, &all).len(), 3);
     }
 }

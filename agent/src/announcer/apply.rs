@@ -35,7 +35,7 @@ impl<D: DataPlane> Announcer<D> {
         }
         self.listen_for_conflicts(desired).await;
         self.parts.metrics.held(self.local_held.len(), desired.in_place(Kind::NonLocal, in_place).len());
-        for (key, ip, kind) in self.announced.update(desired.take_ups(in_place)) {
+        for (key, ip, kind) in self.announced.update(desired, in_place) {
             let (Some(svc), Some(target)) =
                 (self.services.get(&key.namespace, &key.name), desired.targets().get(&ip))
             else {
@@ -75,7 +75,9 @@ impl<D: DataPlane> Announcer<D> {
         let d = diff(desired.targets(), &owned);
         let targets: Vec<(u32, IpAddr, u8)> =
             d.delete.iter().map(|o| (o.index, o.address, o.prefix_len)).collect();
-        let results = match netlink.delete_many(&targets).await {
+        // Nothing to delete costs no listing.
+        let deleting = if targets.is_empty() { Ok(Vec::new()) } else { netlink.delete_many(&targets).await };
+        let results = match deleting {
             Ok(r) => r,
             Err(e) => {
                 metrics.error("owned");

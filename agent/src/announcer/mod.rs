@@ -4,8 +4,12 @@
 //! LBNodeAgents), the liveness tick (~250 ms, so a dead node's Lease expires on time without any event),
 //! the kernel's removal notices, and a periodic resync. After each batch of changes — once every watch
 //! has listed, this node's Lease is seen and its first renewal succeeded — it reconciles:
-//! 1. the desired set = ∪ over our Services of `plan_for_node(this node)` (`desired`);
-//! 2. the kernel diff against the addresses the agent owns (tagged): delete, then add — Local on the
+//! 1. the desired set = ∪ over our Services of core's `node_view` on this node (`desired`), kept up to
+//!    date incrementally (`index`): only the Services the batch touched, and those sharing an address
+//!    with them, are planned again; all of them when what every plan depends on changed (the nodes'
+//!    facts, the pools, the settings, the connected subnets), after a re-list, and every minute;
+//! 2. when a placement changed, or on the resync (every 10 s) and a removal notice: the kernel diff
+//!    against the addresses the agent owns (tagged): delete, then add — Local on the
 //!    LAN interface, NonLocal on `extlbint` (created if missing). The first reconcile thereby removes
 //!    the orphans of a killed agent; an address someone else removed is put back on the removal notice;
 //! 3. GARP/NA for every local address this node takes up: added now, or found in place when this
@@ -32,16 +36,19 @@
 //! fail-static it announces every local address it still holds again, since the LAN may have been told
 //! otherwise while it could not hear (a link flap).
 //!
-//! A failed step is retried with backoff (1 s doubling to 10 s); reconciles are at least 10 ms apart
-//! so a storm of events costs at most one reconcile per 10 ms (events arriving meanwhile are batched).
+//! A failed step is retried with backoff (1 s doubling to 10 s); reconciles are at least 10 ms apart,
+//! and after a long one as long apart as it took (up to 500 ms), so a storm of events costs at most one
+//! reconcile per gap (events arriving meanwhile are batched).
 //!
 //! Files: `run` (the loop, watch events, readiness, backoff), `plan` (one reconcile: the desired set),
+//! `index` (what a batch touched, our Services by address, endpoint nodes per Service),
 //! `apply` (the kernel diff through [`DataPlane`], GARP/NA, take-up events), `reports` (policy resets and
 //! Service reports), `view` (fail-static, conflicts), `settings` (the LBNodeAgent), `cache` (the watch
 //! caches).
 
 mod apply;
 mod cache;
+mod index;
 mod plan;
 mod reports;
 mod run;
@@ -67,20 +74,28 @@ use tokio::sync::{mpsc, watch};
 use crate::config::AgentConfig;
 use crate::conflict::Sighting;
 use crate::dataplane::DataPlane;
-use crate::desired::Announced;
+use crate::desired::{Announced, DesiredSet};
 use crate::k8s::Writer;
 use crate::lease::{NodeLeases, Renewal};
 use crate::metrics::Metrics;
 use crate::shutdown::Handover;
 use cache::Cache;
+use index::{Index, Pending};
+use purelb_core::announce::NodeFacts;
 use purelb_core::announce::report::ServiceReport;
+use purelb_core::pool::{PoolConfig, Subnet};
 
 /// How often Lease liveness is re-judged.
 const TICK: Duration = Duration::from_millis(250);
 /// How often everything is reconciled even without events (drift repair).
 const RESYNC: Duration = Duration::from_secs(10);
+/// How often every Service is planned again even without events (a backstop for the incremental
+/// bookkeeping).
+const REPLAN: Duration = Duration::from_secs(60);
 /// The shortest gap between two reconciles.
 const MIN_GAP: Duration = Duration::from_millis(10);
+/// The longest gap after a long reconcile.
+const MAX_GAP: Duration = Duration::from_millis(500);
 const MIN_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// Events taken from the watches before reconciling.
@@ -153,9 +168,20 @@ pub struct Announcer<D> {
     config: AgentConfig,
     bad_config: Option<String>,
     announced: Announced,
+    /// What the next reconcile must re-plan and look at.
+    pending: Pending,
+    /// Our Services by address, and the endpoint nodes per Service.
+    index: Index,
+    /// The inputs every plan depends on, as last planned with (a change re-plans every Service).
+    inputs: Option<(Vec<NodeFacts>, Vec<PoolConfig>, String)>,
+    /// The subnets connected on this node's other interfaces, as last read.
+    connected: Option<Vec<Subnet>>,
+    /// The yielded addresses as last planned with.
+    yielded_planned: BTreeSet<IpAddr>,
     /// The local addresses in place after the last reconcile (a new one is a takeover: GARP/NA).
     local_held: BTreeSet<IpAddr>,
-    desired_ips: BTreeSet<IpAddr>,
+    /// The addresses this node must hold, kept up to date one Service at a time.
+    desired: DesiredSet,
     submitted: HashMap<ServiceKey, ServiceReport>,
     resets: HashMap<ServiceKey, (String, Instant)>,
     dirty: bool,
@@ -179,7 +205,7 @@ pub struct Announcer<D> {
     sightings: mpsc::Sender<Sighting>,
     sighted: Option<mpsc::Receiver<Sighting>>,
     /// Non-local placements refused for overlapping a LAN (logged when they start).
-    refused: BTreeSet<(ServiceKey, IpAddr)>,
+    refused: HashMap<ServiceKey, BTreeSet<IpAddr>>,
     /// Announce every local address held after the next reconcile (set on leaving fail-static).
     reannounce: bool,
 }
@@ -202,8 +228,13 @@ impl<D: DataPlane> Announcer<D> {
             config: AgentConfig::default(),
             bad_config: None,
             announced: Announced::default(),
+            pending: Pending::default(),
+            index: Index::default(),
+            inputs: None,
+            connected: None,
+            yielded_planned: BTreeSet::new(),
             local_held: BTreeSet::new(),
-            desired_ips: BTreeSet::new(),
+            desired: DesiredSet::default(),
             submitted: HashMap::new(),
             resets: HashMap::new(),
             dirty: true,
@@ -218,7 +249,7 @@ impl<D: DataPlane> Announcer<D> {
             listeners: BTreeMap::new(),
             sightings,
             sighted: Some(sighted),
-            refused: BTreeSet::new(),
+            refused: HashMap::new(),
             reannounce: false,
         }
     }

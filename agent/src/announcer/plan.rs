@@ -1,20 +1,25 @@
-//! One reconcile: the desired set of this node (∪ of `plan_for_node` over our Services, routed
-//! placements that overlap a LAN refused, yielded local addresses left out), then the kernel apply,
-//! the policy resets and the reports.
+//! One reconcile: re-plan the touched Services (`index`) with core's `node_view` — the is-ours rule,
+//! `plan_for_node`, routed placements that overlap a connected subnet refused, yielded local addresses
+//! left out, and this node's report when it is the reporter — fold each into the desired set, then
+//! apply the kernel diff (only when a placement changed, or drift must be looked for), the policy
+//! resets and the reports.
 
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 use std::time::Instant;
 
 use k8s_openapi::api::core::v1::Node;
 use kube::ResourceExt;
 use purelb_core::allocate::ServiceKey;
 use purelb_core::announce::facts;
-use purelb_core::announce::{Placement, plan_for_node, refuse_connected};
+use purelb_core::announce::view::{NodeContext, node_view};
+use purelb_core::announce::{AddressPlan, Placement};
 
 use super::Announcer;
-use crate::config::{self};
+use super::index::Pending;
+use super::reports::RESET_RETRY;
+use crate::config;
 use crate::dataplane::DataPlane;
-use crate::desired::DesiredSet;
 
 impl<D: DataPlane> Announcer<D> {
     /// One reconcile; returns what failed.
@@ -27,82 +32,139 @@ impl<D: DataPlane> Announcer<D> {
         let (excluded, shutting_down) = (named(facts::node_excluded), named(facts::node_shutting_down));
         let nodes = self.tracker.facts(|n| excluded.contains(n), |n| shutting_down.contains(n));
         let pools = facts::pools(self.groups.values());
-        let endpoints = facts::endpoint_nodes(self.slices.values());
         let extlbint = self.config.extlbint.clone();
-
-        let incumbents = facts::incumbents(self.services.values());
-        let mut plans = Vec::new();
-        for svc in self.services.values().filter(|s| facts::is_ours(s)) {
-            let key = ServiceKey::of(svc);
-            let f = facts::service_facts(svc, &endpoints, &incumbents);
-            for plan in plan_for_node(&me, &f, &nodes, &pools, &extlbint) {
-                plans.push((key.clone(), plan));
-            }
+        if self.inputs.as_ref().is_none_or(|(n, p, e)| *n != nodes || *p != pools || *e != extlbint) {
+            self.pending.all = true;
+            self.inputs = Some((nodes.clone(), pools.clone(), extlbint.clone()));
         }
-        let connected = if plans.iter().any(|(_, p)| matches!(p.placement, Placement::NonLocal { .. })) {
+        if self.pending.all || self.pending.connected {
             match self.parts.dataplane.links().await {
-                Ok(links) => Some(
-                    links
-                        .iter()
-                        .filter(|l| l.name != extlbint)
-                        .flat_map(config::lan_subnets)
-                        .collect::<Vec<_>>(),
-                ),
+                Ok(links) => {
+                    let connected: Vec<_> =
+                        links.iter().filter(|l| l.name != extlbint).flat_map(config::lan_subnets).collect();
+                    if self.connected.as_ref() != Some(&connected) {
+                        self.pending.all = true;
+                        self.connected = Some(connected);
+                    }
+                }
                 Err(e) => {
                     self.parts.metrics.error("links");
                     return vec![format!("listing links for the connected subnets: {e}")];
                 }
             }
-        } else {
-            None
-        };
-        let mut desired = DesiredSet::default();
-        let mut resets = Vec::new();
-        let mut refused = BTreeSet::new();
-        for (key, mut plan) in plans {
-            if let Some(connected) = &connected {
-                plan = refuse_connected(plan, connected);
-            }
-            if matches!(plan.placement, Placement::Local { .. }) && self.yielded.contains_key(&plan.address) {
-                plan.reasons.push("another node announced it (gratuitous ARP / NA): yielded".to_string());
-                plan.placement = Placement::Absent;
-            }
-            if let Placement::Absent = plan.placement
-                && let Some(why) = plan.reasons.last().filter(|r| r.starts_with("refused:"))
-            {
-                if !self.refused.contains(&(key.clone(), plan.address)) {
-                    tracing::warn!(service = %key, ip = %plan.address, %why, "not announcing");
-                }
-                refused.insert((key.clone(), plan.address));
-            }
-            desired.add(&key, &plan);
-            if let (true, Placement::Local { interface, .. }) = (plan.reset_traffic_policy, &plan.placement) {
-                resets.push((key.clone(), plan.address, interface.clone()));
-            }
         }
+        let yielded: BTreeSet<IpAddr> = self.yielded.keys().copied().collect();
+        let flipped: Vec<IpAddr> = yielded.symmetric_difference(&self.yielded_planned).copied().collect();
+        self.pending.services.extend(self.index.sharers(&flipped));
+        self.yielded_planned.clone_from(&yielded);
+        let now = Instant::now();
+        let overdue = self.resets.iter().filter(|(_, (_, at))| now.duration_since(*at) >= RESET_RETRY);
+        let overdue: Vec<ServiceKey> = overdue.map(|(k, _)| k.clone()).collect();
+        self.pending.services.extend(overdue);
 
-        self.refused = refused;
-        self.desired_ips = desired.targets().keys().copied().collect();
-        let planned = Instant::now();
-        let errors = match self.apply_addresses(&desired).await {
-            Ok((in_place, added, errors)) => {
-                self.after_apply(&me, &desired, &in_place, &added).await;
-                errors
-            }
-            // Nothing is known of the kernel: keep what was held and announced as it was.
-            Err(e) => vec![e],
+        let pending = std::mem::replace(
+            &mut self.pending,
+            Pending { all: false, services: BTreeSet::new(), kernel: false, connected: false },
+        );
+        let todo = self.touched(&pending);
+        let ips: BTreeSet<IpAddr> = todo.iter().flat_map(|k| self.index.addresses(k)).copied().collect();
+        let incumbents = self.index.incumbents(&ips, &self.services);
+        let connected = self.connected.clone();
+        let ctx = NodeContext {
+            me: &me,
+            nodes: &nodes,
+            pools: &pools,
+            extlbint: &extlbint,
+            connected: connected.as_deref(),
+            yielded: &yielded,
         };
-        let applied = Instant::now();
-        self.reset_traffic_policies(resets);
-        self.reports(&nodes, &pools, &endpoints, &incumbents, &extlbint);
+        for key in &todo {
+            let Some(svc) = self.services.get(&key.namespace, &key.name) else {
+                self.desired.set_service(key, &[]);
+                self.submitted.remove(key);
+                self.resets.remove(key);
+                self.refused.remove(key);
+                continue;
+            };
+            let view = node_view(&ctx, svc, &self.index.endpoints, &incumbents);
+            self.note_refused(key, &view.plans);
+            self.desired.set_service(key, &view.plans);
+            let reset = view.plans.iter().find_map(|p| match (p.reset_traffic_policy, &p.placement) {
+                (true, Placement::Local { interface, .. }) => Some((p.address, interface.clone())),
+                _ => None,
+            });
+            self.reset_traffic_policy(key, reset);
+            self.report(key, view.report);
+        }
+        let planned = Instant::now();
+
+        let changed = self.desired.take_changed();
+        let mut errors = Vec::new();
+        if changed || pending.kernel || self.reannounce {
+            let desired = std::mem::take(&mut self.desired);
+            errors = match self.apply_addresses(&desired).await {
+                Ok((in_place, added, errors)) => {
+                    self.after_apply(&me, &desired, &in_place, &added).await;
+                    errors
+                }
+                // Nothing is known of the kernel: keep what was held and announced as it was.
+                Err(e) => vec![e],
+            };
+            self.desired = desired;
+        }
+        if !errors.is_empty() {
+            self.pending.kernel = true;
+        }
         tracing::debug!(
             services = self.services.len(),
-            addresses = self.desired_ips.len(),
+            replanned = todo.len(),
+            all = pending.all,
+            addresses = self.desired.targets().len(),
             plan = ?planned.duration_since(started),
-            kernel = ?applied.duration_since(planned),
-            reports = ?applied.elapsed(),
+            kernel = ?planned.elapsed(),
             "reconcile"
         );
         errors
+    }
+
+    /// The Services to re-plan: every one (`all`), or the touched ones and those sharing an address
+    /// with them (before or after the change); their address index is brought up to date on the way.
+    fn touched(&mut self, pending: &Pending) -> BTreeSet<ServiceKey> {
+        let mut todo: BTreeSet<ServiceKey> = if pending.all {
+            let cached = self.services.values().map(ServiceKey::of);
+            cached.chain(self.index.known().cloned()).chain(self.submitted.keys().cloned()).collect()
+        } else {
+            pending.services.clone()
+        };
+        let mut sharers = BTreeSet::new();
+        for key in &todo {
+            let now = self.services.get(&key.namespace, &key.name).filter(|s| facts::is_ours(s));
+            let now = now.map(facts::ingress_ips).unwrap_or_default();
+            sharers.extend(self.index.sharers(self.index.addresses(key)));
+            sharers.extend(self.index.sharers(&now));
+            self.index.set_addresses(key, now);
+        }
+        todo.extend(sharers);
+        todo
+    }
+
+    /// Logs, once each, the routed placements of `key` refused for overlapping a LAN.
+    fn note_refused(&mut self, key: &ServiceKey, plans: &[AddressPlan]) {
+        let mut refused = BTreeSet::new();
+        for plan in plans {
+            if let Placement::Absent = plan.placement
+                && let Some(why) = plan.reasons.last().filter(|r| r.starts_with("refused:"))
+            {
+                if !self.refused.get(key).is_some_and(|r| r.contains(&plan.address)) {
+                    tracing::warn!(service = %key, ip = %plan.address, %why, "not announcing");
+                }
+                refused.insert(plan.address);
+            }
+        }
+        if refused.is_empty() {
+            self.refused.remove(key);
+        } else {
+            self.refused.insert(key.clone(), refused);
+        }
     }
 }

@@ -2,92 +2,67 @@
 //! and the report (announcing annotations, `purelb.io/Announced` condition) of every Service this node
 //! is the reporter of.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use kube::{Resource, ResourceExt};
 use purelb_core::allocate::ServiceKey;
-use purelb_core::announce::facts;
-use purelb_core::announce::report::{self, ServiceReport};
-use purelb_core::announce::{NodeFacts, ServiceFacts};
+use purelb_core::announce::report::ServiceReport;
 use purelb_core::api::conditions;
-use purelb_core::pool::PoolConfig;
 
 use super::Announcer;
 use crate::dataplane::DataPlane;
 use crate::k8s::ReportWrite;
 
+/// How long a policy reset may take to show before it is written again.
+pub(super) const RESET_RETRY: Duration = Duration::from_secs(30);
+
 impl<D: DataPlane> Announcer<D> {
     /// The local winner resets `externalTrafficPolicy: Local` to Cluster (once per Service version,
-    /// retried after 30 s if the write did not show up).
-    pub(super) fn reset_traffic_policies(&mut self, resets: Vec<(ServiceKey, IpAddr, String)>) {
+    /// written again after 30 s if it did not show up); `reset` is the local address and its interface
+    /// when `key` needs it.
+    pub(super) fn reset_traffic_policy(&mut self, key: &ServiceKey, reset: Option<(IpAddr, String)>) {
+        let (Some((ip, iface)), Some(svc)) = (reset, self.services.get(&key.namespace, &key.name)) else {
+            self.resets.remove(key);
+            return;
+        };
         let now = Instant::now();
-        let mut done = BTreeSet::new();
-        for (key, ip, iface) in resets {
-            if !done.insert(key.clone()) {
-                continue;
-            }
-            let Some(svc) = self.services.get(&key.namespace, &key.name) else { continue };
-            let version = svc.resource_version().unwrap_or_default();
-            if self
-                .resets
-                .get(&key)
-                .is_some_and(|(v, at)| *v == version && now.duration_since(*at) < Duration::from_secs(30))
-            {
-                continue;
-            }
-            self.resets.insert(key.clone(), (version, now));
-            let why = format!(
-                "PureLB will reset External Traffic Policy to Cluster: {ip} is a local address, which only one node ({} on {iface}) announces, so Local would drop the traffic for pods on other nodes",
-                self.settings.node
-            );
-            self.parts.writer.reset_traffic_policy(key, svc.object_ref(&()), why);
+        let version = svc.resource_version().unwrap_or_default();
+        if self.resets.get(key).is_some_and(|(v, at)| *v == version && now.duration_since(*at) < RESET_RETRY)
+        {
+            return;
         }
-        self.resets.retain(|k, _| done.contains(k));
+        self.resets.insert(key.clone(), (version, now));
+        let why = format!(
+            "PureLB will reset External Traffic Policy to Cluster: {ip} is a local address, which only one node ({} on {iface}) announces, so Local would drop the traffic for pods on other nodes",
+            self.settings.node
+        );
+        self.parts.writer.reset_traffic_policy(key.clone(), svc.object_ref(&()), why);
     }
 
-    /// Writes the report of every Service this node is the reporter of, when it differs.
-    pub(super) fn reports(
-        &mut self,
-        nodes: &[NodeFacts],
-        pools: &[PoolConfig],
-        endpoints: &BTreeMap<ServiceKey, BTreeSet<String>>,
-        incumbents: &facts::Incumbents,
-        extlbint: &str,
-    ) {
-        let me = self.settings.node.as_str();
-        let mut seen = BTreeSet::new();
-        for svc in self.services.values() {
-            let key = ServiceKey::of(svc);
-            let observed = ServiceReport::observed(svc);
-            let ours = facts::is_ours(svc);
-            if !ours && observed.is_empty() {
-                continue;
-            }
-            let f =
-                if ours { facts::service_facts(svc, endpoints, incumbents) } else { ServiceFacts::default() };
-            if report::reporter(&f, nodes).as_deref() != Some(me) {
-                continue;
-            }
-            let desired = report::report(&f, nodes, pools, extlbint);
-            if desired == observed {
-                continue;
-            }
-            seen.insert(key.clone());
-            if self.submitted.get(&key) == Some(&desired) {
-                continue;
-            }
-            self.submitted.insert(key.clone(), desired.clone());
-            let previous = svc
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .and_then(|cs| cs.iter().find(|c| c.type_ == conditions::ANNOUNCED))
-                .cloned();
-            self.parts.writer.report(ReportWrite { key, desired, observed, previous });
+    /// Writes `desired`, the report this node must see on `key` as its reporter, when the Service
+    /// shows something else and it was not already submitted.
+    pub(super) fn report(&mut self, key: &ServiceKey, desired: Option<ServiceReport>) {
+        let Some(svc) = self.services.get(&key.namespace, &key.name) else {
+            self.submitted.remove(key);
+            return;
+        };
+        let observed = ServiceReport::observed(svc);
+        let Some(desired) = desired.filter(|d| *d != observed) else {
+            // What the Service shows now (or what is no longer ours to write): forget it.
+            self.submitted.remove(key);
+            return;
+        };
+        if self.submitted.get(key) == Some(&desired) {
+            return;
         }
-        // Forget what the Services now show (or what is no longer ours to write).
-        self.submitted.retain(|k, _| seen.contains(k));
+        self.submitted.insert(key.clone(), desired.clone());
+        let previous = svc
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == conditions::ANNOUNCED))
+            .cloned();
+        self.parts.writer.report(ReportWrite { key: key.clone(), desired, observed, previous });
     }
 }

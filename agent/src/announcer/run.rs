@@ -12,7 +12,9 @@ use purelb_core::allocate::ServiceKey;
 use tokio::sync::{mpsc, watch};
 
 use super::cache::Touched;
-use super::{Announcer, Change, LoopError, MAX_BACKOFF, MAX_BATCH, MIN_BACKOFF, MIN_GAP, RESYNC, TICK};
+use super::{
+    Announcer, Change, LoopError, MAX_BACKOFF, MAX_BATCH, MAX_GAP, MIN_BACKOFF, MIN_GAP, REPLAN, RESYNC, TICK,
+};
 use crate::dataplane::DataPlane;
 use crate::shutdown::Handover;
 
@@ -31,6 +33,8 @@ impl<D: DataPlane> Announcer<D> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut resync = tokio::time::interval(RESYNC);
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut replan = tokio::time::interval_at(tokio::time::Instant::now() + REPLAN, REPLAN);
+        replan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let (_, mut sighted) = mpsc::channel(1);
         if let Some(rx) = self.sighted.take() {
             sighted = rx;
@@ -43,12 +47,13 @@ impl<D: DataPlane> Announcer<D> {
                 _ = stop.changed() => return Ok(self.handover(sighted)),
                 Some(key) = failed.recv() => {
                     self.submitted.remove(&key);
-                    self.dirty = true;
+                    self.touch(key);
                 }
                 Some(sighting) = sighted.recv() => self.on_sighting(sighting),
                 Some(ip) = removals.next() => {
-                    if self.desired_ips.contains(&ip) {
+                    if self.desired.targets().contains_key(&ip) {
                         tracing::info!(%ip, "our address was removed from under us; putting it back");
+                        self.pending.kernel = true;
                         self.dirty = true;
                         self.not_before = Instant::now();
                     }
@@ -81,7 +86,17 @@ impl<D: DataPlane> Announcer<D> {
                     }
                     self.follow_view(now);
                 }
-                _ = resync.tick() => self.dirty = true,
+                _ = resync.tick() => {
+                    // Drift repair: the kernel and the connected subnets are read again.
+                    self.pending.kernel = true;
+                    self.pending.connected = true;
+                    self.dirty = true;
+                }
+                _ = replan.tick() => {
+                    // A backstop for the incremental bookkeeping: every Service is planned again.
+                    self.pending.all = true;
+                    self.dirty = true;
+                }
                 _ = tokio::time::sleep_until(wake), if due => {}
             }
             if self.dirty && self.synced() && Instant::now() >= self.not_before {
@@ -93,8 +108,23 @@ impl<D: DataPlane> Announcer<D> {
     pub(super) fn on_change(&mut self, change: Change) {
         let now = Instant::now();
         match change {
-            Change::Service(ev) => self.dirty |= self.services.apply(ev) != Touched::Nothing,
-            Change::Slice(ev) => self.dirty |= self.slices.apply(ev) != Touched::Nothing,
+            Change::Service(ev) => match self.services.apply(ev) {
+                Touched::Nothing => {}
+                Touched::One(ns, name) => self.touch(ServiceKey::new(ns, name)),
+                Touched::All => self.replan_all(),
+            },
+            Change::Slice(ev) => match self.slices.apply(ev) {
+                Touched::Nothing => {}
+                Touched::One(ns, name) => {
+                    for key in self.index.slice_changed(&self.slices, &ns, &name) {
+                        self.touch(key);
+                    }
+                }
+                Touched::All => {
+                    self.index.slices_listed(&self.slices);
+                    self.replan_all();
+                }
+            },
             Change::Node(ev) => self.dirty |= self.nodes.apply(*ev) != Touched::Nothing,
             Change::Group(ev) => self.dirty |= self.groups.apply(ev) != Touched::Nothing,
             Change::Lease(ev) => match self.leases.apply(ev) {
@@ -113,6 +143,18 @@ impl<D: DataPlane> Announcer<D> {
                 }
             }
         }
+    }
+
+    /// Service `key` changed: it is planned again at the next reconcile.
+    pub(super) fn touch(&mut self, key: ServiceKey) {
+        self.pending.services.insert(key);
+        self.dirty = true;
+    }
+
+    /// Everything is planned again at the next reconcile.
+    pub(super) fn replan_all(&mut self) {
+        self.pending.all = true;
+        self.dirty = true;
     }
 
     /// Logs, once, how long the six initial lists took and what they held.
@@ -163,13 +205,15 @@ impl<D: DataPlane> Announcer<D> {
             tracing::info!(
                 services = self.services.len(),
                 nodes = self.tracker.facts(|_| false, |_| false).len(),
-                addresses = self.desired_ips.len(),
+                addresses = self.desired.targets().len(),
                 "first reconcile done; ready"
             );
         }
         if errors.is_empty() {
             self.backoff = MIN_BACKOFF;
-            self.not_before = now + MIN_GAP;
+            // A reconcile that took long (a burst of changes on a busy node) is followed by a gap as
+            // long, so that the loop never takes more than about half of what it gets of the CPU.
+            self.not_before = now + now.duration_since(started).clamp(MIN_GAP, MAX_GAP);
         } else {
             tracing::warn!(?errors, retry_in = ?self.backoff, "reconcile incomplete; retrying");
             self.dirty = true;

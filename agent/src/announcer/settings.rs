@@ -27,7 +27,8 @@ impl<D: DataPlane> Announcer<D> {
                     );
                     self.config = c.clone();
                     self.parts.config.send_replace(Some(c));
-                    self.dirty = true;
+                    self.pending.connected = true;
+                    self.replan_all();
                 }
             }
             Err(e) => {

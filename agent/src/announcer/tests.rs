@@ -227,3 +227,53 @@ async fn api_silence_changes_nothing() {
     assert_eq!((dp.addresses("eth0"), dp.addresses("kube-lb0")), before);
     running.stop().await;
 }
+
+#[tokio::test]
+async fn a_shared_address_stays_until_its_last_service_goes() {
+    let dp = node_network();
+    let (a, b) = (service("a", "198.51.100.5", "remote"), service("b", "198.51.100.5", "remote"));
+    let running = start(&dp, vec![a.clone(), b.clone()], LONG);
+    eventually("198.51.100.5 on kube-lb0", || holds(&dp, "kube-lb0", "198.51.100.5")).await;
+    // One Service goes and another comes: once the newcomer is placed, the shared address is still
+    // there, since b still places it.
+    running.send(Change::Service(watcher::Event::Delete(a)));
+    running.send(Change::Service(watcher::Event::Apply(service("c", "198.51.100.6", "remote"))));
+    eventually("198.51.100.6 on kube-lb0", || holds(&dp, "kube-lb0", "198.51.100.6")).await;
+    assert!(holds(&dp, "kube-lb0", "198.51.100.5"), "b still places it");
+    running.send(Change::Service(watcher::Event::Delete(b)));
+    eventually("198.51.100.5 withdrawn", || !holds(&dp, "kube-lb0", "198.51.100.5")).await;
+    assert!(holds(&dp, "kube-lb0", "198.51.100.6"));
+    running.stop().await;
+}
+
+fn slice(name: &str, service: &str, node: &str) -> k8s_openapi::api::discovery::v1::EndpointSlice {
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": "t", "labels": {"kubernetes.io/service-name": service}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": ["10.0.0.1"], "nodeName": node, "conditions": {"ready": true}}],
+    }))
+    .expect("an EndpointSlice")
+}
+
+#[tokio::test]
+async fn each_endpoint_slice_event_moves_an_etp_local_address() {
+    let dp = node_network();
+    let mut svc = service("api", "198.51.100.7", "remote");
+    svc.spec.as_mut().expect("a spec").external_traffic_policy = Some("Local".into());
+    let running = start(&dp, vec![svc], LONG);
+    // Not here without an endpoint on this node (checked once a routed neighbour is placed).
+    running.send(Change::Service(watcher::Event::Apply(service("other", "198.51.100.8", "remote"))));
+    eventually("the neighbour placed", || holds(&dp, "kube-lb0", "198.51.100.8")).await;
+    assert!(!holds(&dp, "kube-lb0", "198.51.100.7"), "no endpoint here yet");
+    running.send(Change::Slice(watcher::Event::Apply(slice("api-1", "api", "node-b"))));
+    running.send(Change::Slice(watcher::Event::Apply(slice("api-2", "api", NODE))));
+    eventually("198.51.100.7 placed with an endpoint here", || holds(&dp, "kube-lb0", "198.51.100.7")).await;
+    // The endpoint moves to another node: the same slice now names node-b.
+    running.send(Change::Slice(watcher::Event::Apply(slice("api-2", "api", "node-b"))));
+    eventually("198.51.100.7 withdrawn", || !holds(&dp, "kube-lb0", "198.51.100.7")).await;
+    running.send(Change::Slice(watcher::Event::Apply(slice("api-3", "api", NODE))));
+    eventually("placed again", || holds(&dp, "kube-lb0", "198.51.100.7")).await;
+    running.send(Change::Slice(watcher::Event::Delete(slice("api-3", "api", NODE))));
+    eventually("withdrawn again", || !holds(&dp, "kube-lb0", "198.51.100.7")).await;
+    running.stop().await;
+}

@@ -24,6 +24,7 @@ pub mod report;
 pub mod settings;
 #[cfg(test)]
 mod tests;
+pub mod view;
 
 use std::collections::BTreeSet;
 use std::fmt;
