@@ -5,6 +5,8 @@
 //! - [`index`]: the [`AllocationIndex`] of groups, pools and holdings.
 //! - [`decide`]: [`AllocationIndex::decide`], the one function that decides.
 //! - [`rebuild`]: [`claim_existing`], what Services already hold, claimed in a fixed order at start-up.
+//! - [`reconcile`](mod@reconcile): [`reconcile()`], one Service's steps in order (read, claim what it shows,
+//!   decide, classify, word the condition) as an [`Outcome`] the allocator commits and `explain` renders.
 //! - [`trim`]: [`trim_service`], a Service cut down to what the allocator and the agents read, for their caches.
 
 mod decide;
@@ -12,6 +14,9 @@ mod index;
 #[cfg(test)]
 mod proptests;
 mod rebuild;
+mod reconcile;
+#[cfg(test)]
+mod reconcile_tests;
 mod request;
 #[cfg(test)]
 mod tests;
@@ -24,6 +29,7 @@ pub use index::{
     AllocationIndex, ClaimConflict, GroupState, GroupUsage, Held, HolderInfo, Holding, PoolSlot,
 };
 pub use rebuild::claim_existing;
+pub use reconcile::{AllocatedCondition, Outcome, reconcile};
 pub use request::{
     FamilyPolicy, GroupSource, Ownership, PortKey, RequestError, RequestSource, ServiceKey, ServiceRequest,
     ownership,

@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use super::*;
 use crate::api::{PoolSpec, ServiceGroupLocal, ServiceGroupSpec};
 
-fn ip(s: &str) -> IpAddr {
+pub(super) fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
@@ -23,7 +23,7 @@ fn make_group(v4: Vec<PoolSpec>, v6: Vec<PoolSpec>) -> ServiceGroupSpec {
 }
 
 /// The seed's groups: `default`, `localaddr` (a local range) and `virtualsub` (172.31.1.0/24, /32).
-fn seed_index() -> AllocationIndex {
+pub(super) fn seed_index() -> AllocationIndex {
     let mut idx = AllocationIndex::new();
     idx.set_group(
         "purelb-system",
@@ -51,9 +51,9 @@ fn seed_index() -> AllocationIndex {
     idx
 }
 
-struct Svc(Service);
+pub(super) struct Svc(pub(super) Service);
 
-fn make_svc(name: &str) -> Svc {
+pub(super) fn make_svc(name: &str) -> Svc {
     Svc(Service {
         metadata: ObjectMeta {
             name: Some(name.into()),
@@ -72,11 +72,11 @@ fn make_svc(name: &str) -> Svc {
 }
 
 impl Svc {
-    fn ann(mut self, k: &str, v: &str) -> Self {
+    pub(super) fn ann(mut self, k: &str, v: &str) -> Self {
         self.0.metadata.annotations.get_or_insert_with(BTreeMap::new).insert(k.into(), v.into());
         self
     }
-    fn group(self, g: &str) -> Self {
+    pub(super) fn group(self, g: &str) -> Self {
         self.ann(crate::api::annotations::SERVICE_GROUP, g)
     }
     fn share(self, key: &str) -> Self {
@@ -106,7 +106,7 @@ impl Svc {
 }
 
 /// Decides and, on success, commits; returns the decision.
-fn alloc(idx: &mut AllocationIndex, svc: &Svc) -> Decision {
+pub(super) fn alloc(idx: &mut AllocationIndex, svc: &Svc) -> Decision {
     let req = svc.req();
     let d = idx.decide(&req);
     if let Ok(a) = &d.outcome {
