@@ -1,8 +1,9 @@
 //! The allocator loop: one task owns the [`AllocationIndex`], fed by the Service and ServiceGroup
-//! watches. It rebuilds the index from every existing Service before deciding anything, then decides
-//! for each changed Service (for every Service when a group changes; and, when an address is freed,
-//! for every pending one),
-//! commits the decision and hands the write to the [`Writer`]. Only the leader runs this loop.
+//! watches. It rebuilds the index from every existing Service before deciding anything, then hands each
+//! changed Service (every Service when a group changes; and, when an address is freed, every pending
+//! one) to core's [`reconcile`], commits the [`Outcome`] and hands the write to the [`Writer`]: the
+//! condition, the addresses and the events are core's words, this loop only decides when to ask and
+//! what to write again. Only the leader runs this loop.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -14,7 +15,8 @@ use k8s_openapi::api::core::v1::Service;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use purelb_core::allocate::{
-    AllocationIndex, GroupState, Ownership, Reason, ServiceKey, ServiceRequest, claim_existing, ownership,
+    AllocatedCondition, AllocationIndex, GroupState, Outcome, Ownership, Reason, ServiceKey, claim_existing,
+    ownership, reconcile,
 };
 use purelb_core::api::{ServiceGroup, annotations, conditions, events};
 use serde_json::json;
@@ -305,86 +307,54 @@ impl Allocator {
             self.submitted.remove(key);
         }
         let observed_ips = ingress_ips(&svc);
-        let req = match ServiceRequest::from_service(&svc) {
-            Ok(r) => r,
-            Err(e) => {
-                let held = self.index.held(key).map(|h| h.addresses.clone());
-                if held.is_none() && !observed_ips.is_empty() {
-                    // Keep what it already shows even though an annotation became unreadable.
-                    let _ = self.index.claim(&ServiceRequest::lenient(&svc), &observed_ips);
-                }
-                // What can still be read (its key, ports, policy) may no longer fit a share it holds.
-                self.index.keep(&ServiceRequest::lenient(&svc));
-                let held = self.index.held(key).cloned();
-                let message = match &held {
-                    Some(h) => format!(
-                        "keeps {}; the request cannot be read: {e}",
-                        h.addresses.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
-                    ),
-                    None => format!("{e}"),
-                };
+        let outcome = reconcile(&mut self.index, &svc);
+        let condition = wanted(outcome.condition());
+        match &outcome {
+            Outcome::InvalidRequest { kept, condition: c, .. } => {
                 let desired = Desired {
-                    ips: held.as_ref().map(|h| h.addresses.clone()).unwrap_or_default(),
-                    group: held.as_ref().map(|h| h.group.clone()).filter(|g| !g.is_empty()),
-                    condition: (held.is_some(), Reason::InvalidRequest.as_str().into(), message.clone()),
+                    ips: kept.as_ref().map(|h| h.addresses.clone()).unwrap_or_default(),
+                    group: kept.as_ref().map(|h| h.group.clone()).filter(|g| !g.is_empty()),
+                    condition,
                 };
-                if held.is_none() {
+                if kept.is_none() {
                     self.pending.remove(key);
                 }
-                self.failure(&svc, desired, Reason::InvalidRequest, message).await;
-                return false;
+                self.failure(&svc, desired, c.reason, c.message.clone()).await;
+                false
             }
-        };
-        if self.index.held(key).is_none() && !observed_ips.is_empty() {
-            let conflicts = self.index.claim(&req, &observed_ips);
-            if !conflicts.is_empty() {
-                let message = conflicts
-                    .iter()
-                    .map(|c| {
-                        format!(
-                            "{} is also held by {}: {}",
-                            c.address,
-                            c.holders.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
-                            c.why
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                let message =
-                    format!("{message}; PureLB does not pick a winner: change or remove one of the Services");
-                let desired = Desired {
-                    ips: observed_ips,
-                    group: Desired::observed(&svc).group,
-                    condition: (false, Reason::AddressConflict.as_str().into(), message.clone()),
-                };
+            Outcome::Conflict { shown, condition: c, .. } => {
+                let desired = Desired { ips: shown.clone(), group: Desired::observed(&svc).group, condition };
                 self.pending.insert(key.clone());
-                self.failure(&svc, desired, Reason::AddressConflict, message).await;
-                return false;
+                self.failure(&svc, desired, c.reason, c.message.clone()).await;
+                false
             }
-        }
-        let decision = self.index.decide(&req);
-        self.metrics.decision_seconds.observe(started.elapsed().as_secs_f64());
-        match &decision.outcome {
-            Ok(assignments) => {
-                let before: Vec<_> = self.index.held(key).map(|h| h.addresses.clone()).unwrap_or_default();
-                let ips: Vec<_> = assignments.iter().map(|a| a.address).collect();
-                let group = decision.group().unwrap_or_default().to_string();
-                self.index.commit(&req, &ips, &group);
-                if ips.len() < req.families.len() {
+            Outcome::Decided { request, decision, condition: c } => {
+                self.metrics.decision_seconds.observe(started.elapsed().as_secs_f64());
+                let freed = !outcome.commit(&mut self.index).is_empty();
+                let Ok(assignments) = &decision.outcome else {
+                    // Pending even when it keeps addresses: a group change may let the change through.
+                    self.pending.insert(key.clone());
+                    let held = self.index.held(key).cloned();
+                    let desired = Desired {
+                        ips: held.as_ref().map(|h| h.addresses.clone()).unwrap_or_default(),
+                        group: held.as_ref().map(|h| h.group.clone()).filter(|g| !g.is_empty()),
+                        condition,
+                    };
+                    self.failure(&svc, desired, c.reason, c.message.clone()).await;
+                    return freed;
+                };
+                let ips = decision.addresses();
+                if ips.len() < request.families.len() {
                     // PreferDualStack without one family: it takes the other when an address frees up.
                     self.pending.insert(key.clone());
                 } else {
                     self.pending.remove(key);
                 }
-                let freed = before.iter().any(|ip| !ips.contains(ip) && self.index.holding(*ip).is_none());
                 for a in assignments {
                     self.dirty_groups.insert(a.group.clone());
                 }
-                let desired = Desired {
-                    ips: ips.clone(),
-                    group: Some(group.clone()),
-                    condition: (true, Reason::Allocated.as_str().into(), decision.message()),
-                };
+                let group = decision.group().unwrap_or_default().to_string();
+                let desired = Desired { ips, group: Some(group), condition };
                 // The record written when the addresses were chosen says how they were chosen; a later
                 // decision that keeps them (the write still in flight, a restart, any other change to the
                 // Service) leaves that record and its event alone.
@@ -407,22 +377,6 @@ impl Allocator {
                     self.metrics.allocations.inc_by(notes.len() as u64);
                     self.submit(&svc, Some(desired), notes).await;
                 }
-                freed
-            }
-            Err(f) => {
-                // A failed decision keeps what the Service may go on holding (`decision.kept`).
-                let before: Vec<_> = self.index.held(key).map(|h| h.addresses.clone()).unwrap_or_default();
-                self.index.apply(&req, &decision);
-                let freed = before.iter().any(|ip| self.index.holding(*ip).is_none());
-                let held = self.index.held(key).cloned();
-                // Pending even when it keeps addresses: a group change may let the change through.
-                self.pending.insert(key.clone());
-                let desired = Desired {
-                    ips: held.as_ref().map(|h| h.addresses.clone()).unwrap_or_default(),
-                    group: held.as_ref().map(|h| h.group.clone()).filter(|g| !g.is_empty()),
-                    condition: (held.is_some(), f.reason.as_str().into(), decision.message()),
-                };
-                self.failure(&svc, desired, f.reason, decision.message()).await;
                 freed
             }
         }
@@ -543,4 +497,9 @@ impl Allocator {
             }
         }
     }
+}
+
+/// Core's condition in the shape the writer compares and writes.
+fn wanted(c: &AllocatedCondition) -> (bool, String, String) {
+    (c.status, c.reason.as_str().into(), c.message.clone())
 }

@@ -19,12 +19,13 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
 use purelb_core::allocate::{
-    Decision, GroupSource, GroupState, How, Ownership, Reason, ServiceKey, ServiceRequest, ownership,
+    Decision, GroupSource, GroupState, How, Outcome, Ownership, Reason, ServiceKey, ownership, reconcile,
 };
+use purelb_core::announce::Placement;
 use purelb_core::announce::facts as announce_facts;
 use purelb_core::announce::report as announce_report;
-use purelb_core::announce::{Placement, plan_for_node};
-use purelb_core::api::{LOAD_BALANCER_CLASS, annotations, conditions};
+use purelb_core::announce::view::{NodeContext, NodeView, node_view};
+use purelb_core::api::{ALLOCATED_BY_VALUE, LOAD_BALANCER_CLASS, annotations, conditions};
 use purelb_core::pool::Family;
 use serde::Serialize;
 
@@ -310,80 +311,45 @@ pub fn explain(snap: &Snapshot, svc: &Service) -> Explanation {
     };
 
     // === the allocator's decision, replayed ===
-    let (index, conflicts) = facts::rebuild_index(&snap.groups, &snap.services, snap.classless_ours, None);
+    let (index, _) = facts::rebuild_index(&snap.groups, &snap.services, snap.classless_ours, None);
     let (fresh_index, _) =
         facts::rebuild_index(&snap.groups, &snap.services, snap.classless_ours, Some(&key));
-    let strict = ServiceRequest::from_service(svc);
-    let req = strict.clone().unwrap_or_else(|_| ServiceRequest::lenient(svc));
+    // The allocator's own steps (core's `reconcile`), on a copy of the index as it would rebuild it.
     let mut replay_index = index.clone();
-    let (replay, decision): (Replay, Option<Decision>) = match &strict {
-        Err(e) => {
-            let held = index.held(&key).map(|h| h.addresses.clone()).unwrap_or_default();
-            let message = if held.is_empty() {
-                e.to_string()
-            } else {
-                format!("keeps {}; the request cannot be read: {e}", join(&held))
-            };
-            (
-                Replay {
-                    reason: Reason::InvalidRequest.as_str().into(),
-                    message,
-                    addresses: held.iter().map(ToString::to_string).collect(),
-                    group: None,
-                    trace: vec![],
-                    rejected: vec![],
-                },
-                None,
-            )
-        }
-        Ok(req) => {
-            let mut conflict = conflicts.get(&key).cloned().unwrap_or_default();
-            if conflict.is_empty() && replay_index.held(&key).is_none() && !ingress.is_empty() {
-                conflict = replay_index.claim(req, &ingress);
+    let outcome = reconcile(&mut replay_index, svc);
+    let req = outcome.request().clone();
+    let decision: Option<Decision> = outcome.decision().cloned();
+    let replay = {
+        let c = outcome.condition();
+        let addresses: Vec<IpAddr> = match &outcome {
+            Outcome::InvalidRequest { kept, .. } => {
+                kept.as_ref().map(|h| h.addresses.clone()).unwrap_or_default()
             }
-            if !conflict.is_empty() {
-                let message = conflict
-                    .iter()
-                    .map(|c| {
-                        let holders: Vec<String> = c.holders.iter().map(ToString::to_string).collect();
-                        format!("{} is also held by {}: {}", c.address, holders.join(", "), c.why)
-                    })
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                (
-                    Replay {
-                        reason: Reason::AddressConflict.as_str().into(),
-                        message: format!(
-                            "{message}; PureLB does not pick a winner: change or remove one of the Services"
-                        ),
-                        addresses: vec![],
-                        group: None,
-                        trace: vec![],
-                        rejected: vec![],
-                    },
-                    None,
-                )
-            } else {
-                let d = replay_index.decide(req);
-                (
-                    Replay {
-                        reason: d.reason().as_str().into(),
-                        message: d.message(),
-                        addresses: d.addresses().iter().map(ToString::to_string).collect(),
-                        group: d.group().map(str::to_string),
-                        trace: d.trace.clone(),
-                        rejected: d
-                            .rejected
-                            .iter()
-                            .map(|c| Candidate { what: c.what.clone(), why: c.why.clone() })
-                            .collect(),
-                    },
-                    Some(d),
-                )
-            }
+            Outcome::Conflict { .. } => vec![],
+            Outcome::Decided { decision, .. } => decision.addresses(),
+        };
+        Replay {
+            reason: c.reason.as_str().into(),
+            message: c.message.clone(),
+            addresses: addresses.iter().map(ToString::to_string).collect(),
+            group: decision.as_ref().and_then(|d| d.group()).map(str::to_string),
+            trace: decision.as_ref().map(|d| d.trace.clone()).unwrap_or_default(),
+            rejected: decision
+                .as_ref()
+                .map(|d| {
+                    d.rejected
+                        .iter()
+                        .map(|c| Candidate { what: c.what.clone(), why: c.why.clone() })
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     };
-    let fresh = strict.as_ref().ok().map(|r| fresh_index.decide(r));
+    // The decision a Service would get if it held nothing yet (how each address would be chosen).
+    let fresh = match &outcome {
+        Outcome::InvalidRequest { .. } => None,
+        _ => Some(fresh_index.decide(&req)),
+    };
 
     // === the group ===
     let group = {
@@ -418,19 +384,33 @@ pub fn explain(snap: &Snapshot, svc: &Service) -> Explanation {
     let settings = LbnaSettings::select(&snap.agents, &snap.install_namespace);
     // The agent's own inputs, computed by the same core functions it uses.
     let pools = announce_facts::pools(&snap.groups);
-    let svc_facts = announce_facts::service_facts(
-        svc,
-        &announce_facts::endpoint_nodes(&snap.slices),
-        &announce_facts::incumbents(&snap.services),
-    );
+    let endpoints = announce_facts::endpoint_nodes(&snap.slices);
+    let incumbents = announce_facts::incumbents(&snap.services);
+    // The Service's facts as the agents read them (for showing the ETP node set and the reporter).
+    let svc_facts = announce_facts::service_facts(svc, &endpoints, &incumbents);
     let local_policy = svc_facts.local_traffic_policy;
     let endpoint_nodes = svc_facts.endpoint_nodes.clone();
-    let plans: Vec<(String, Vec<purelb_core::announce::AddressPlan>)> = node_facts
+    // Each node's answer, from the function its agent calls (`node_view`: the is-ours rule, the plan and
+    // the report). This machine cannot see a node's kernel (connected subnets) or the addresses it
+    // yielded after a conflict: those are the agent's own.
+    let no_yield = BTreeSet::new();
+    let views: Vec<(String, NodeView)> = node_facts
         .iter()
         .map(|n| {
-            (n.name.clone(), plan_for_node(&n.name, &svc_facts, &node_facts, &pools, &settings.extlbint))
+            let ctx = NodeContext {
+                me: &n.name,
+                nodes: &node_facts,
+                pools: &pools,
+                extlbint: &settings.extlbint,
+                connected: None,
+                yielded: &no_yield,
+            };
+            (n.name.clone(), node_view(&ctx, svc, &endpoints, &incumbents))
         })
         .collect();
+    let announced_by_agents = views.iter().any(|(_, v)| v.ours);
+    let plans: Vec<(&String, &Vec<purelb_core::announce::AddressPlan>)> =
+        views.iter().map(|(n, v)| (n, &v.plans)).collect();
 
     let mut addresses = Vec::new();
     for (i, ip) in ingress.iter().enumerate() {
@@ -490,7 +470,7 @@ pub fn explain(snap: &Snapshot, svc: &Service) -> Explanation {
         let mut election = None;
         let mut winner = None;
         let mut reset = false;
-        for (node, node_plans) in &plans {
+        for &(node, node_plans) in &plans {
             let Some(plan) = node_plans.get(i) else { continue };
             if election.is_none()
                 && let Some(e) = &plan.election
@@ -619,7 +599,7 @@ pub fn explain(snap: &Snapshot, svc: &Service) -> Explanation {
     }
     // What the agents should have written (core's report, as the reporting agent computes it) against
     // what they wrote.
-    let expected = announce_report::report(&svc_facts, &node_facts, &pools, &settings.extlbint);
+    let expected = views.iter().find_map(|(_, v)| v.report.clone()).unwrap_or_default();
     let observed = announce_report::ServiceReport::observed(svc);
     let reporter = announce_report::reporter(&svc_facts, &node_facts);
     let who = match &reporter {
@@ -706,6 +686,13 @@ pub fn explain(snap: &Snapshot, svc: &Service) -> Explanation {
     let mut notes = vec![
         "node liveness is read once here: renewTime + leaseDurationSeconds against this machine's clock; the agents judge it by watching each Lease change over time, so near expiry (or with clock skew) they may see it differently".to_string(),
     ];
+    if !ingress.is_empty() && !announced_by_agents && !node_facts.is_empty() {
+        notes.push(format!(
+            "no agent announces these addresses: agents announce only a LoadBalancer Service that PureLB allocated (annotation {}: {})",
+            annotations::ALLOCATED_BY,
+            ALLOCATED_BY_VALUE
+        ));
+    }
     if node_reports.is_empty() {
         notes.push(format!(
             "no nodes are known (no Node objects, no {}* Leases in {}): where addresses go cannot be told",

@@ -239,6 +239,48 @@ fn an_address_claimed_twice_is_an_address_conflict() {
 }
 
 #[test]
+fn an_unreadable_annotation_keeps_the_address_in_the_allocators_words() {
+    let mut s = world();
+    let mut svc = allocated("ns", "x", "localaddr", &["192.0.2.200"]);
+    svc.metadata.annotations.as_mut().unwrap().insert("purelb.io/addresses".into(), "not-an-address".into());
+    s.services.push(svc.clone());
+    let e = explained(&s, "ns", "x");
+    assert_eq!(e.replay.reason, "InvalidRequest");
+    assert_eq!(e.replay.addresses, ["192.0.2.200"]);
+    // The allocator's own words, from the same core function on the same index.
+    let (mut index, _) = crate::facts::rebuild_index(&s.groups, &s.services, s.classless_ours, None);
+    let outcome = purelb_core::allocate::reconcile(&mut index, &svc);
+    assert_eq!(e.replay.message, outcome.condition().message);
+    assert!(
+        e.replay.message.starts_with("keeps 192.0.2.200; the request cannot be read"),
+        "{}",
+        e.replay.message
+    );
+}
+
+#[test]
+fn an_address_without_the_allocated_by_mark_is_placed_nowhere() {
+    let mut s = world();
+    let mut svc = allocated("ns", "x", "localaddr", &["192.0.2.200"]);
+    svc.metadata.annotations.as_mut().unwrap().remove("purelb.io/allocated-by");
+    s.services.push(svc);
+    let e = explained(&s, "ns", "x");
+    // The agents' rule (core's node_view): no mark, no announcement, on any node.
+    assert!(e.addresses[0].per_node.is_empty(), "{:?}", e.addresses[0].per_node);
+    assert!(e.addresses[0].announced_by.is_empty());
+    assert!(e.notes.iter().any(|n| n.contains("no agent announces these addresses")), "{:?}", e.notes);
+    // With the mark the same Service is placed, so the test above is about the mark.
+    let marked = explained(&world_with(allocated("ns", "x", "localaddr", &["192.0.2.200"])), "ns", "x");
+    assert_eq!(marked.addresses[0].announced_by.len(), 1, "{:?}", marked.addresses[0]);
+}
+
+fn world_with(svc: Service) -> Snapshot {
+    let mut s = world();
+    s.services.push(svc);
+    s
+}
+
+#[test]
 fn not_ours_says_why() {
     let mut s = world();
     s.services.push(service("ns", "other", &[], "  loadBalancerClass: example.com/lb\n"));
