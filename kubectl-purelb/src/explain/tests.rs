@@ -2,7 +2,9 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
+use crate::style::bold;
 use crate::testing::*;
+use purelb_core::allocate::Reason;
 
 /// The seed's world: groups default, localaddr and virtualsub; three live nodes on 192.0.2.0/24 and
 /// 172.30.250.0/24, one dead.
