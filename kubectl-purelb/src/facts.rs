@@ -4,14 +4,15 @@
 //! - [`ingress_ips`], [`rebuild_index`]: the allocator's index, rebuilt as the allocator rebuilds it at
 //!   start-up (every group; every PureLB Service's ingress claimed oldest first).
 //! - [`group_pools`]: a group's pools, each parsed by core or with core's error (`validate`, `sg create`).
-//! - [`LbnaSettings`]: the LBNodeAgent that configures the agents (which one, and its `extlbint`).
+//! - [`LbnaSettings`]: the LBNodeAgent that configures the agents, read by their rule (core's
+//!   `AgentConfig`), and why it is unusable when it is.
 //! - [`node_facts`]: `NodeFacts` from the node Leases (`purelb-node-<node>`) and Node labels, with the
 //!   reason for each node's liveness.
 //!
 //! The agent's other inputs (EndpointSlices, every group's pools, ingress) come from
 //! `purelb_core::announce::facts`, as the agent takes them. The rules here still have private twins that
-//! could move to core: `controller/src/allocator.rs::rebuild` (the rebuild order), `agent/src/config.rs`
-//! (which LBNodeAgent) and `agent/src/lease.rs` (reading a node Lease).
+//! could move to core: `controller/src/allocator.rs::rebuild` (the rebuild order) and `agent/src/lease.rs`
+//! (reading a node Lease).
 
 use std::collections::BTreeMap;
 
@@ -22,6 +23,7 @@ use kube::ResourceExt;
 use purelb_core::allocate::{AllocationIndex, ClaimConflict, ServiceKey, claim_existing};
 use purelb_core::announce::NodeFacts;
 use purelb_core::announce::facts::{node_excluded, node_shutting_down};
+use purelb_core::announce::settings::AgentConfig;
 use purelb_core::api::{LBNodeAgent, ServiceGroup};
 use purelb_core::pool::{PoolConfig, Subnet};
 use serde::{Deserialize, Serialize};
@@ -76,31 +78,33 @@ pub fn group_pools(g: &ServiceGroup) -> Vec<(String, Result<PoolConfig, String>)
 pub struct LbnaSettings {
     /// `namespace/name` of the LBNodeAgent used, if any.
     pub from: Option<String>,
-    /// `localint`.
+    /// `localint`, as the agents read it (anchored, or `default`).
     pub localint: String,
-    /// `extlbint`: where non-local addresses go.
+    /// `extlbint`: where non-local addresses go (trimmed, as the agents read it).
     pub extlbint: String,
+    /// Why the chosen LBNodeAgent is unusable: the agents then keep the settings they had, which this
+    /// reading cannot know; the defaults are shown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 impl LbnaSettings {
-    /// The settings the agents in `namespace` use.
+    /// The settings the agents in `namespace` use, read by the agents' own rule (core's
+    /// `AgentConfig::from_agent`: which LBNodeAgent, fields trimmed, `localint` anchored).
     pub fn select(agents: &[LBNodeAgent], namespace: &str) -> LbnaSettings {
         let here = agents.iter().filter(|a| a.namespace().as_deref() == Some(namespace));
-        match LBNodeAgent::select(here) {
-            Some(a) => {
-                let local = a.spec.local.clone().unwrap_or_default();
-                LbnaSettings {
-                    from: Some(format!("{namespace}/{}", a.name_any())),
-                    localint: local.localint,
-                    extlbint: local.extlbint,
-                }
-            }
-            None => LbnaSettings {
-                from: None,
-                localint: purelb_core::api::DEFAULT_LOCALINT.into(),
-                extlbint: purelb_core::api::DEFAULT_EXTLBINT.into(),
-            },
-        }
+        let chosen = LBNodeAgent::select(here);
+        let from = chosen.map(|a| format!("{namespace}/{}", a.name_any()));
+        let (config, problem) = match chosen.map_or(Ok(AgentConfig::default()), AgentConfig::from_agent) {
+            Ok(c) => (c, None),
+            Err(e) => (
+                AgentConfig::default(),
+                Some(format!(
+                    "{e}: the agents keep the settings they had before (the defaults when they started with it); shown here: the defaults"
+                )),
+            ),
+        };
+        LbnaSettings { from, localint: config.localint.to_string(), extlbint: config.extlbint, problem }
     }
 }
 

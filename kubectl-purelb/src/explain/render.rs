@@ -194,6 +194,9 @@ pub fn render(e: &Explanation) -> String {
                 e.agent_settings.extlbint
             ))
         );
+        if let Some(problem) = &e.agent_settings.problem {
+            let _ = writeln!(o, "  {}", warn(&format!("LBNodeAgent unusable: {problem}")));
+        }
         for n in &e.nodes {
             let live = if n.live { good("live") } else { warn("not live") };
             let lan = if n.subnets.is_empty() {

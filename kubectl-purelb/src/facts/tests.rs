@@ -76,3 +76,19 @@ fn lbnodeagent_named_default_wins() {
     assert_eq!((s.from.as_deref(), s.extlbint.as_str()), (Some("purelb-system/default"), "lb-d"));
     assert_eq!(LbnaSettings::select(&[a], "elsewhere").extlbint, "kube-lb0");
 }
+
+#[test]
+fn lbnodeagent_is_read_by_the_agents_rule() {
+    let padded: LBNodeAgent = yaml(
+        "apiVersion: purelb.io/v1\nkind: LBNodeAgent\nmetadata: {name: default, namespace: purelb-system}\nspec:\n  local: {localint: ' eth1 ', extlbint: ' lb-d '}\n",
+    );
+    let s = LbnaSettings::select(&[padded], "purelb-system");
+    assert_eq!((s.localint.as_str(), s.extlbint.as_str(), s.problem), ("^(?:eth1)$", "lb-d", None));
+    let broken: LBNodeAgent = yaml(
+        "apiVersion: purelb.io/v1\nkind: LBNodeAgent\nmetadata: {name: default, namespace: purelb-system}\nspec:\n  local: {localint: 'eth(', extlbint: lb-d}\n",
+    );
+    let s = LbnaSettings::select(&[broken], "purelb-system");
+    assert_eq!(s.from.as_deref(), Some("purelb-system/default"));
+    assert_eq!(s.extlbint, "kube-lb0", "an unusable LBNodeAgent is not applied");
+    assert!(s.problem.as_deref().is_some_and(|p| p.contains("keep the settings they had")), "{s:?}");
+}
