@@ -183,11 +183,15 @@ async fn main() -> Result<()> {
     if tokio::time::timeout(renew_every * 2, renew_task).await.is_err() {
         tracing::warn!("the Lease renewer did not stop in time");
     }
-    lease::delete(&leases, &node, Duration::from_secs(5)).await;
     // Keep each local address until its next holder announces it; routed ones stay unless PureLB is
-    // being uninstalled (see `shutdown`).
+    // being uninstalled (see `shutdown`). The Lease's deletion and the DaemonSet's read go together, so
+    // a slow API server costs the grace period once, not twice.
     let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), &args.namespace);
-    let departure = shutdown::read_departure(&daemonsets, &args.daemonset, Duration::from_secs(3)).await;
+    let ((), departure) = tokio::join!(
+        lease::delete(&leases, &node, Duration::from_secs(5)),
+        shutdown::read_departure(&daemonsets, &args.daemonset, Duration::from_secs(3)),
+    );
+    tracing::info!(?departure, "departure judged");
     let (result, local) = match outcome {
         Ok(mut handover) => {
             let unclaimed = handover.wait(Duration::from_millis(args.handover_timeout_ms)).await;

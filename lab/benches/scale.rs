@@ -525,8 +525,16 @@ async fn main() {
             .count()
     };
     let held = on_lb0().await;
-    agents[r].child.terminate().await.unwrap();
-    assert_eq!(on_lb0().await, 0, "SIGTERM withdraws every routed address (no DaemonSet in the lab)");
+    let t_term = Instant::now();
+    let status = agents[r].child.terminate().await.unwrap();
+    let left = on_lb0().await;
+    figure("agent restart: SIGTERM to exit (s)", format!("{:.2} ({status})", t_term.elapsed().as_secs_f64()));
+    assert_eq!(
+        left,
+        0,
+        "SIGTERM withdraws every routed address (no DaemonSet in the lab)\n--- agent log ---\n{}",
+        agents[r].child.log_tail(30)
+    );
     agents[r] = spawn_agent(&lab, &net, node.name(), &kubeconfig, &["--log-format=text"]);
     let t0 = Instant::now();
     let deadline = t0 + Duration::from_secs(300);
