@@ -18,12 +18,10 @@
 //!   Recorder with controller `purelb-lbnodeagent` and instance `<node>`.
 //! - The node Lease: see `lease`.
 //!
-//! Report writes are serialised per Service and the newest wins; every call has a timeout and is
-//! retried with backoff; a write given up is sent back to the loop so it is decided again.
+//! Report writes are serialised per Service and the newest wins (`purelb_runtime::Keyed`); every call
+//! has a timeout and is retried with backoff (`purelb_runtime::retry`); a write given up is sent back
+//! to the loop so it is decided again.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ObjectReference, Service};
@@ -34,8 +32,9 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource};
 use purelb_core::allocate::ServiceKey;
 use purelb_core::api::{AGENT_COMPONENT, LBNodeAgent, conditions};
+use purelb_runtime::{Keyed, RetryError, RetryPolicy};
 use serde_json::json;
-use tokio::sync::{Mutex, Semaphore, mpsc};
+use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
 use purelb_core::announce::report::ServiceReport;
@@ -44,34 +43,8 @@ use purelb_core::announce::report::ServiceReport;
 pub const MANAGER: &str = AGENT_COMPONENT;
 pub use purelb_core::api::events::INVALID_LB_NODE_AGENT as INVALID_CONFIG;
 pub use purelb_core::api::events::TRAFFIC_POLICY_RESET;
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
-const ATTEMPTS: u32 = 6;
 /// The API server's limit on a field manager's length.
 const MAX_MANAGER_LEN: usize = 128;
-
-/// A write given up after its retries.
-#[derive(Debug, thiserror::Error)]
-pub enum WriteError {
-    /// The API server refused it.
-    #[error("writing the {what} of Service {key}: {source}")]
-    Api {
-        /// What was written.
-        what: String,
-        /// The Service.
-        key: ServiceKey,
-        /// The last error.
-        #[source]
-        source: kube::Error,
-    },
-    /// Every attempt timed out.
-    #[error("writing the {what} of Service {key}: timed out {ATTEMPTS} times")]
-    Timeout {
-        /// What was written.
-        what: String,
-        /// The Service.
-        key: ServiceKey,
-    },
-}
 
 /// The per-node field manager of the report fields.
 pub fn node_manager(node: &str) -> String {
@@ -99,10 +72,8 @@ pub struct Writer {
     client: Client,
     recorder: Recorder,
     manager: String,
-    generation: Arc<AtomicU64>,
-    latest: Arc<std::sync::Mutex<HashMap<ServiceKey, u64>>>,
-    locks: Arc<std::sync::Mutex<HashMap<ServiceKey, Arc<Mutex<()>>>>>,
-    concurrency: Arc<Semaphore>,
+    /// One report write at a time per Service, the newest winning.
+    queue: Keyed<ServiceKey>,
     failed: mpsc::UnboundedSender<ServiceKey>,
     metrics: Metrics,
 }
@@ -122,10 +93,7 @@ impl Writer {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             manager: node_manager(node),
-            generation: Arc::new(AtomicU64::new(0)),
-            latest: Arc::default(),
-            locks: Arc::default(),
-            concurrency: Arc::new(Semaphore::new(concurrency.max(1))),
+            queue: Keyed::new(concurrency),
             failed,
             metrics,
         }
@@ -133,31 +101,17 @@ impl Writer {
 
     /// Queues a report write; returns at once. A newer report for the same Service supersedes it.
     pub fn report(&self, write: ReportWrite) {
-        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
-        lock(&self.latest).insert(write.key.clone(), generation);
-        let key_lock = lock(&self.locks).entry(write.key.clone()).or_default().clone();
         let this = self.clone();
-        tokio::spawn(async move {
-            let Ok(_permit) = this.concurrency.acquire().await else { return };
-            let _guard = key_lock.lock().await;
-            if lock(&this.latest).get(&write.key) != Some(&generation) {
-                return;
-            }
+        self.queue.submit(write.key.clone(), move || async move {
             if let Err(e) = this.apply_report(&write).await {
                 this.metrics.error("write");
                 tracing::warn!(service = %write.key, error = %e, "giving up writing the announcement report");
                 let _ = this.failed.send(write.key.clone());
             }
-            let mut latest = lock(&this.latest);
-            if latest.get(&write.key) == Some(&generation) {
-                latest.remove(&write.key);
-                drop(latest);
-                lock(&this.locks).remove(&write.key);
-            }
         });
     }
 
-    async fn apply_report(&self, w: &ReportWrite) -> Result<(), WriteError> {
+    async fn apply_report(&self, w: &ReportWrite) -> Result<(), RetryError> {
         let api: Api<Service> = Api::namespaced(self.client.clone(), &w.key.namespace);
         let name = w.key.name.as_str();
         let apply = PatchParams::apply(&self.manager).force();
@@ -227,7 +181,7 @@ impl Writer {
                 action: "Announce".into(),
                 secondary: None,
             };
-            match tokio::time::timeout(CALL_TIMEOUT, recorder.publish(&ev, &reference)).await {
+            match tokio::time::timeout(POLICY.timeout, recorder.publish(&ev, &reference)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::warn!(error = %e, %reason, "could not publish event"),
                 Err(_) => tracing::warn!(%reason, "publishing an event timed out"),
@@ -261,37 +215,21 @@ impl Writer {
     }
 }
 
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+/// Every write: 6 attempts of at most 10 s each, 100 ms after the first failure, doubling up to 5 s.
+const POLICY: RetryPolicy = RetryPolicy {
+    attempts: 6,
+    timeout: Duration::from_secs(10),
+    first_delay: Duration::from_millis(100),
+    max_delay: Duration::from_secs(5),
+};
 
-/// Runs `call` with a timeout, retrying failures with exponential backoff. A Service that no longer
-/// exists (404) ends the retries quietly.
-async fn retry<T, F, Fut>(key: &ServiceKey, what: &str, mut call: F) -> Result<(), WriteError>
+/// One write of `what` of Service `key` under [`POLICY`] (a Service that no longer exists ends it).
+async fn retry<T, F, Fut>(key: &ServiceKey, what: &str, call: F) -> Result<(), RetryError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, kube::Error>>,
 {
-    let mut delay = Duration::from_millis(100);
-    for attempt in 1..=ATTEMPTS {
-        match tokio::time::timeout(CALL_TIMEOUT, call()).await {
-            Ok(Ok(_)) => return Ok(()),
-            Ok(Err(kube::Error::Api(e))) if e.code == 404 => return Ok(()),
-            Ok(Err(source)) if attempt == ATTEMPTS => {
-                return Err(WriteError::Api { what: what.into(), key: key.clone(), source });
-            }
-            Err(_) if attempt == ATTEMPTS => {
-                return Err(WriteError::Timeout { what: what.into(), key: key.clone() });
-            }
-            Ok(Err(e)) => {
-                tracing::debug!(service = %key, what, attempt, error = %e, "write failed; retrying")
-            }
-            Err(_) => tracing::debug!(service = %key, what, attempt, "write timed out; retrying"),
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(5));
-    }
-    Err(WriteError::Timeout { what: what.into(), key: key.clone() })
+    purelb_runtime::retry(&POLICY, &format!("{what} of Service {key}"), call).await
 }
 
 #[cfg(test)]

@@ -409,9 +409,13 @@ impl Allocator {
             .and_then(|s| s.conditions.as_ref())
             .and_then(|c| c.iter().find(|c| c.type_ == purelb_core::api::conditions::ALLOCATED))
             .cloned();
-        self.writer
-            .submit(ServiceWrite { key, reference: svc.object_ref(&()), desired, previous_condition, notes })
-            .await;
+        self.writer.submit(ServiceWrite {
+            key,
+            reference: svc.object_ref(&()),
+            desired,
+            previous_condition,
+            notes,
+        });
     }
 
     fn release(&mut self, key: &ServiceKey) -> bool {

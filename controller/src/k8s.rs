@@ -1,12 +1,11 @@
 //! Writes to the API server: a Service's status (ingress + `purelb.io/Allocated` condition) and
 //! annotations in one server-side apply to its status subresource with field manager `purelb-allocator`, events through one shared
-//! Recorder, and ServiceGroup status. Writes for one Service are serialised and the newest wins; every
-//! call is bounded by a timeout and retried with backoff.
+//! Recorder, and ServiceGroup status. Writes for one Service are serialised and the newest wins
+//! (`purelb_runtime::Keyed`); every call is bounded by a timeout and retried with backoff
+//! (`purelb_runtime::retry`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ObjectReference, Service};
@@ -18,13 +17,12 @@ use kube::{Client, Resource};
 use purelb_core::allocate::ServiceKey;
 pub use purelb_core::announce::facts::ingress_ips;
 use purelb_core::api::{ALLOCATED_BY_VALUE, ALLOCATOR_COMPONENT, ServiceGroup, annotations, conditions};
+use purelb_runtime::{Keyed, RetryPolicy};
 use serde_json::json;
-use tokio::sync::{Mutex, Semaphore, mpsc};
+use tokio::sync::mpsc;
 
 /// The field manager of every write.
 pub const MANAGER: &str = ALLOCATOR_COMPONENT;
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
-const ATTEMPTS: u32 = 8;
 
 /// What PureLB wants a Service to show.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,14 +98,9 @@ pub struct WriteFailed(pub ServiceKey);
 pub struct Writer {
     client: Client,
     recorder: Recorder,
-    generation: Arc<AtomicU64>,
-    latest: Arc<Mutex<HashMap<ServiceKey, u64>>>,
-    locks: Arc<std::sync::Mutex<HashMap<ServiceKey, Arc<Mutex<()>>>>>,
-    concurrency: Arc<Semaphore>,
-    in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    /// One write at a time per Service, the newest winning; [`Writer::halt`] stops them all.
+    queue: Keyed<ServiceKey>,
     failed: mpsc::UnboundedSender<WriteFailed>,
-    /// Every write task, so that [`Writer::halt`] can stop them all.
-    tasks: Arc<std::sync::Mutex<tokio::task::JoinSet<()>>>,
 }
 
 impl Writer {
@@ -122,65 +115,32 @@ impl Writer {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
-            generation: Arc::new(AtomicU64::new(0)),
-            latest: Arc::default(),
-            locks: Arc::default(),
-            concurrency: Arc::new(Semaphore::new(concurrency.max(1))),
-            in_flight: Arc::default(),
+            queue: Keyed::new(concurrency),
             failed,
-            tasks: Arc::default(),
         }
     }
 
     /// Stops every queued and running write at once (leadership was lost: another replica may write
     /// soon, and two writers must never race). The writer takes no more writes' effect afterwards.
     pub fn halt(&self) {
-        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
-        let n = tasks.len();
-        tasks.abort_all();
-        self.concurrency.close();
+        let n = self.queue.halt();
         tracing::info!(tasks = n, "stopped every write");
     }
 
     /// Queues a write; returns at once.
-    pub async fn submit(&self, write: ServiceWrite) {
-        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
-        self.latest.lock().await.insert(write.key.clone(), generation);
-        let lock = {
-            let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
-            locks.entry(write.key.clone()).or_default().clone()
-        };
+    pub fn submit(&self, write: ServiceWrite) {
         let this = self.clone();
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
-        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
-        while tasks.try_join_next().is_some() {}
-        tasks.spawn(async move {
-            let _counted = InFlight(this.in_flight.clone());
-            let Ok(_permit) = this.concurrency.acquire().await else { return };
-            let _guard = lock.lock().await;
-            if this.latest.lock().await.get(&write.key) != Some(&generation) {
-                return; // a newer write for this Service supersedes this one
-            }
+        self.queue.submit(write.key.clone(), move || async move {
             if let Err(e) = this.apply(&write).await {
                 tracing::error!(service = %write.key, error = %e, "giving up writing the Service");
                 let _ = this.failed.send(WriteFailed(write.key.clone()));
-            }
-            let mut latest = this.latest.lock().await;
-            if latest.get(&write.key) == Some(&generation) {
-                latest.remove(&write.key);
-                drop(latest);
-                this.locks.lock().unwrap_or_else(|e| e.into_inner()).remove(&write.key);
             }
         });
     }
 
     /// Waits (at most `timeout`) until every submitted write has finished: SIGTERM drains.
     pub async fn drain(&self, timeout: Duration) {
-        let deadline = tokio::time::Instant::now() + timeout;
-        while self.in_flight.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let left = self.in_flight.load(Ordering::SeqCst);
+        let left = self.queue.drain(timeout).await;
         if left > 0 {
             tracing::warn!(left, "stopping with writes still in flight");
         }
@@ -248,15 +208,6 @@ impl Writer {
     }
 }
 
-/// Counts a submitted write until its task ends, however it ends.
-struct InFlight(Arc<std::sync::atomic::AtomicUsize>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 /// An apply body with no fields: applied, it removes every field this manager owned there.
 fn empty_intent(key: &ServiceKey) -> serde_json::Value {
     json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": key.name, "namespace": key.namespace}})
@@ -310,29 +261,19 @@ fn truncate(s: &str, max: usize) -> String {
     format!("{}…", &s[..end])
 }
 
-/// Runs `call` with a timeout, retrying transient failures with exponential backoff. A Service that no
-/// longer exists (404) ends the retries quietly.
-async fn retry<T, F, Fut>(key: &ServiceKey, what: &str, mut call: F) -> anyhow::Result<()>
+/// Every write: 8 attempts of at most 10 s each, 50 ms after the first failure, doubling up to 5 s.
+const POLICY: RetryPolicy = RetryPolicy {
+    attempts: 8,
+    timeout: Duration::from_secs(10),
+    first_delay: Duration::from_millis(50),
+    max_delay: Duration::from_secs(5),
+};
+
+/// One write of `what` of Service `key` under [`POLICY`] (a Service that no longer exists ends it).
+async fn retry<T, F, Fut>(key: &ServiceKey, what: &str, call: F) -> anyhow::Result<()>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, kube::Error>>,
 {
-    let mut delay = Duration::from_millis(50);
-    for attempt in 1..=ATTEMPTS {
-        match tokio::time::timeout(CALL_TIMEOUT, call()).await {
-            Ok(Ok(_)) => return Ok(()),
-            Ok(Err(kube::Error::Api(e))) if e.code == 404 => return Ok(()),
-            Ok(Err(e)) if attempt == ATTEMPTS => return Err(anyhow::anyhow!("{what} of {key}: {e}")),
-            Err(_) if attempt == ATTEMPTS => {
-                return Err(anyhow::anyhow!("{what} of {key}: timed out {ATTEMPTS} times"));
-            }
-            Ok(Err(e)) => {
-                tracing::debug!(service = %key, what, attempt, error = %e, "write failed; retrying")
-            }
-            Err(_) => tracing::debug!(service = %key, what, attempt, "write timed out; retrying"),
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(5));
-    }
-    Err(anyhow::anyhow!("{what} of {key}: no attempt made"))
+    Ok(purelb_runtime::retry(&POLICY, &format!("{what} of {key}"), call).await?)
 }

@@ -3,10 +3,16 @@
 //! - [`admin`]: the admin HTTP server: `/livez`, `/readyz`, `/metrics`.
 //! - [`init_logging`]: JSON (default) or text logs on stderr, filtered by `RUST_LOG`.
 //! - [`shutdown_signal`]: resolves on SIGTERM or Ctrl-C.
+//! - [`keyed`]: work per key (a Service's writes), one at a time per key, the newest winning.
+//! - [`retry`]: one API write with a timeout per call, retried with backoff under a [`RetryPolicy`].
 
 pub mod admin;
+pub mod keyed;
+pub mod retry;
 
 pub use admin::Admin;
+pub use keyed::Keyed;
+pub use retry::{RetryError, RetryPolicy, retry};
 
 /// Installs the global tracing subscriber: `format` is `json` or anything else for plain text.
 pub fn init_logging(format: &str) {
