@@ -15,14 +15,13 @@ use k8s_openapi::api::core::v1::Service;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use purelb_core::allocate::{
-    AllocatedCondition, AllocationIndex, GroupState, Outcome, Ownership, Reason, ServiceKey, claim_existing,
-    ownership, reconcile,
+    AllocationIndex, GroupState, Outcome, Ownership, Reason, ServiceKey, claim_existing, ownership, reconcile,
 };
 use purelb_core::api::{ServiceGroup, annotations, conditions, events};
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use crate::k8s::{Desired, Note, ServiceWrite, WriteFailed, Writer, ingress_ips};
+use crate::k8s::{Desired, Note, ServiceWrite, Wanted, WriteFailed, Writer, ingress_ips};
 use crate::metrics::{GroupLabel, Metrics, ReasonLabel};
 use purelb_runtime::Admin;
 
@@ -295,7 +294,7 @@ impl Allocator {
             self.pending.remove(key);
             let freed = self.release(key);
             let ours_marks = svc.annotations().get(annotations::ALLOCATED_BY).is_some()
-                || !Desired::observed(&svc).condition.1.is_empty();
+                || !Desired::observed(&svc).condition.reason.is_empty();
             if ours_marks && self.submitted.get(key) != Some(&None) {
                 self.submit(&svc, None, Vec::new()).await;
             }
@@ -308,7 +307,7 @@ impl Allocator {
         }
         let observed_ips = ingress_ips(&svc);
         let outcome = reconcile(&mut self.index, &svc);
-        let condition = wanted(outcome.condition());
+        let condition = Wanted::from(outcome.condition());
         match &outcome {
             Outcome::InvalidRequest { kept, condition: c, .. } => {
                 let desired = Desired {
@@ -501,9 +500,4 @@ impl Allocator {
             }
         }
     }
-}
-
-/// Core's condition in the shape the writer compares and writes.
-fn wanted(c: &AllocatedCondition) -> (bool, String, String) {
-    (c.status, c.reason.as_str().into(), c.message.clone())
 }

@@ -14,7 +14,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource};
-use purelb_core::allocate::ServiceKey;
+use purelb_core::allocate::{AllocatedCondition, ServiceKey};
 pub use purelb_core::announce::facts::ingress_ips;
 use purelb_core::api::{ALLOCATED_BY_VALUE, ALLOCATOR_COMPONENT, ServiceGroup, annotations, conditions};
 use purelb_runtime::{Keyed, RetryPolicy};
@@ -31,8 +31,25 @@ pub struct Desired {
     pub ips: Vec<IpAddr>,
     /// `purelb.io/allocated-from`; None while pending.
     pub group: Option<String>,
-    /// The `purelb.io/Allocated` condition: status, reason, message.
-    pub condition: (bool, String, String),
+    /// The `purelb.io/Allocated` condition.
+    pub condition: Wanted,
+}
+
+/// The content of the `purelb.io/Allocated` condition (its time is the writer's).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Wanted {
+    /// `True` / `False`.
+    pub status: bool,
+    /// The reason code.
+    pub reason: String,
+    /// The message.
+    pub message: String,
+}
+
+impl From<&AllocatedCondition> for Wanted {
+    fn from(c: &AllocatedCondition) -> Self {
+        Wanted { status: c.status, reason: c.reason.as_str().into(), message: c.message.clone() }
+    }
 }
 
 impl Desired {
@@ -42,8 +59,12 @@ impl Desired {
         let group =
             svc.metadata.annotations.as_ref().and_then(|a| a.get(annotations::ALLOCATED_FROM)).cloned();
         let condition = our_condition(svc)
-            .map(|c| (c.status == "True", c.reason.clone(), c.message.clone()))
-            .unwrap_or((false, String::new(), String::new()));
+            .map(|c| Wanted {
+                status: c.status == "True",
+                reason: c.reason.clone(),
+                message: c.message.clone(),
+            })
+            .unwrap_or_default();
         Desired { ips, group, condition }
     }
 
@@ -51,9 +72,9 @@ impl Desired {
     /// reason `Allocated`. The messages may differ (one says how the addresses were chosen, a later
     /// decision only that they are held); the first one stays.
     pub fn same_allocation(&self, other: &Desired) -> bool {
-        self.condition.0
-            && other.condition.0
-            && self.condition.1 == other.condition.1
+        self.condition.status
+            && other.condition.status
+            && self.condition.reason == other.condition.reason
             && self.ips == other.ips
             && self.group == other.group
     }
@@ -221,7 +242,7 @@ fn body(w: &ServiceWrite) -> serde_json::Value {
         body["status"] = json!({});
         return body;
     };
-    let (ok, reason, message) = &d.condition;
+    let Wanted { status: ok, reason, message } = &d.condition;
     let status_text = if *ok { "True" } else { "False" };
     let since = match &w.previous_condition {
         Some(c) if c.status == status_text => c.last_transition_time.clone(),
