@@ -453,7 +453,7 @@ impl Allocator {
                         "the allocator uses this group".to_string(),
                     ),
                     Some(GroupState::Invalid(why)) => {
-                        (false, Reason::InvalidServiceGroup.as_str().to_string(), why.clone())
+                        (false, Reason::InvalidServiceGroup.as_str().to_string(), why.to_string())
                     }
                     Some(GroupState::Duplicate(nss)) => (
                         false,

@@ -133,7 +133,7 @@ pub fn report(snap: &Snapshot, show_services: bool) -> PoolsReport {
             }
             Some(GroupState::Invalid(why)) => {
                 g.state = "invalid".into();
-                g.problem = Some(why.clone());
+                g.problem = Some(why.to_string());
             }
             Some(GroupState::Duplicate(nss)) => {
                 g.state = "duplicate".into();

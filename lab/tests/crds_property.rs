@@ -206,7 +206,7 @@ fn rust_verdict(sg: &ServiceGroup) -> Result<(), String> {
     index.set_group("ns", "g", &sg.spec);
     match index.group("g") {
         Some(GroupState::Usable(_)) => Ok(()),
-        Some(GroupState::Invalid(why)) => Err(why.clone()),
+        Some(GroupState::Invalid(why)) => Err(why.to_string()),
         other => Err(format!("unexpected state {other:?}")),
     }
 }

@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use crate::api::ServiceGroupSpec;
-use crate::pool::{Family, Pool};
+use crate::api::{PoolSpecError, ServiceGroupSpec};
+use crate::pool::{Family, Pool, PoolError};
 
 use super::request::{PortKey, ServiceKey, ServiceRequest};
 
@@ -24,10 +24,38 @@ pub struct PoolSlot {
 pub enum GroupState {
     /// Valid: its pools.
     Usable(Vec<PoolSlot>),
-    /// A pool could not be read; the message names the field and the rule.
-    Invalid(String),
+    /// A pool could not be read; the error names the field and the rule.
+    Invalid(GroupError),
     /// The same name is defined in several namespaces; PureLB will not guess which one is meant.
     Duplicate(Vec<String>),
+}
+
+/// Why a group's pools cannot be used; each names the field and the rule broken.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum GroupError {
+    /// The legacy single-pool fields cannot be read.
+    #[error("{0}")]
+    Spec(#[from] PoolSpecError),
+    /// A pool's subnet, range or aggregation was refused.
+    #[error("{field}: {error}")]
+    Pool {
+        /// e.g. `spec.local.v4pools[0]`.
+        field: String,
+        /// The rule broken.
+        error: PoolError,
+    },
+    /// Two pools of the group overlap.
+    #[error("{field}: pool {range} overlaps {other} ({other_field})")]
+    Overlap {
+        /// The later pool's field.
+        field: String,
+        /// Its range.
+        range: String,
+        /// The earlier pool's range.
+        other: String,
+        /// The earlier pool's field.
+        other_field: String,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -369,20 +397,23 @@ impl AllocationIndex {
 }
 
 /// Reads every pool of a group spec; the error names the field and the rule broken.
-fn build_slots(spec: &ServiceGroupSpec) -> Result<Vec<PoolSlot>, String> {
+fn build_slots(spec: &ServiceGroupSpec) -> Result<Vec<PoolSlot>, GroupError> {
     let Some(local) = &spec.local else { return Ok(Vec::new()) };
-    let pools = local.parsed_pools().map_err(|e| e.to_string())?;
+    let pools = local.parsed_pools()?;
     let mut slots = Vec::with_capacity(pools.len());
     for (field, parsed) in pools {
-        let config = parsed.map_err(|e| format!("{field}: {e}"))?;
+        let config = match parsed {
+            Ok(config) => config,
+            Err(error) => return Err(GroupError::Pool { field, error }),
+        };
         if let Some(other) = slots.iter().find(|s: &&PoolSlot| s.pool.config().range.overlaps(&config.range))
         {
-            return Err(format!(
-                "{field}: pool {} overlaps {} ({})",
-                config.range,
-                other.pool.config().range,
-                other.field
-            ));
+            return Err(GroupError::Overlap {
+                range: config.range.to_string(),
+                other: other.pool.config().range.to_string(),
+                other_field: other.field.clone(),
+                field,
+            });
         }
         slots.push(PoolSlot { field, pool: Pool::new(config) });
     }

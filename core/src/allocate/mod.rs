@@ -26,7 +26,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 pub use index::{
-    AllocationIndex, ClaimConflict, GroupState, GroupUsage, Held, HolderInfo, Holding, PoolSlot,
+    AllocationIndex, ClaimConflict, GroupError, GroupState, GroupUsage, Held, HolderInfo, Holding, PoolSlot,
 };
 pub use rebuild::claim_existing;
 pub use reconcile::{AllocatedCondition, Outcome, reconcile};

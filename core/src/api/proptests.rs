@@ -118,7 +118,7 @@ proptest! {
                 prop_assert_eq!(usage.allocated, 0);
             }
             Some(GroupState::Invalid(why)) => {
-                prop_assert!(why.contains("spec.local"), "the reason does not name the field: {why}");
+                prop_assert!(why.to_string().contains("spec.local"), "the reason does not name the field: {why}");
             }
             other => prop_assert!(false, "unexpected state {other:?}"),
         }

@@ -137,7 +137,7 @@ impl Allocation {
                 slots.iter().map(|s| format!("{} ({})", s.pool.config().range, s.field)).collect(),
                 None,
             ),
-            Some(GroupState::Invalid(why)) => ("invalid", vec![], Some(why.clone())),
+            Some(GroupState::Invalid(why)) => ("invalid", vec![], Some(why.to_string())),
             Some(GroupState::Duplicate(nss)) => {
                 ("duplicate", vec![], Some(duplicate_group_message(&name, nss)))
             }
