@@ -357,7 +357,19 @@ async fn main() {
         .collect::<Vec<_>>()
         .await;
     figure("burst: every Service created (s)", format!("{:.1}", t0.elapsed().as_secs_f64()));
-    seen.wait_all(&names).await;
+    if let Err(missing) = seen.try_wait_all(&names, Duration::from_secs(300)).await {
+        // Say why before failing: what the Services without an address show, and the allocator's log.
+        let listed = api.list(&ListParams::default()).await.unwrap();
+        let mut reasons: HashMap<String, usize> = HashMap::new();
+        for svc in listed.items.iter().filter(|s| ingress(s).is_empty()) {
+            let reason = allocated_condition(svc).map_or("no condition".to_string(), |c| c.reason);
+            *reasons.entry(reason).or_default() += 1;
+        }
+        panic!(
+            "{missing} Services had no address 300 s after the creates; their Allocated reasons: {reasons:?}\n--- allocator log ---\n{}",
+            alloc.child.log_tail(40)
+        );
+    }
     figure("burst: every Service allocated (s)", format!("{:.1}", t0.elapsed().as_secs_f64()));
     let listed = api.list(&ListParams::default()).await.unwrap();
     let by_name: HashMap<String, &Planned> = planned.iter().map(|p| (p.name.clone(), p)).collect();

@@ -44,9 +44,23 @@ impl IngressSeen {
 
     /// Waits (at most 300 s) until every one of `names` was seen with an ingress.
     pub async fn wait_all(&self, names: &[String]) {
-        let deadline = Instant::now() + Duration::from_secs(300);
-        while names.iter().any(|n| !self.seen.lock().unwrap().contains_key(n)) {
-            assert!(Instant::now() < deadline, "not every Service got an address within 300 s");
+        if let Err(missing) = self.try_wait_all(names, Duration::from_secs(300)).await {
+            panic!("{missing} Services got no address within 300 s");
+        }
+    }
+
+    /// Waits (at most `timeout`) until every one of `names` was seen with an ingress; Err: how many
+    /// were not.
+    pub async fn try_wait_all(&self, names: &[String], timeout: Duration) -> Result<(), usize> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let missing = names.iter().filter(|n| !self.seen.lock().unwrap().contains_key(*n)).count();
+            if missing == 0 {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(missing);
+            }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
