@@ -15,14 +15,15 @@
 //! - `spec.externalTrafficPolicy: Cluster` (a local address must not use `Local`): only the local
 //!   winner, by a merge patch with field manager `purelb-lbnodeagent`, with a Warning event.
 //! - Events (`AnnouncingLocal`, `AnnouncingNonLocal`): each node for its own take-ups, through one
-//!   Recorder with controller `purelb-lbnodeagent` and instance `<node>`.
+//!   Recorder with controller `purelb-lbnodeagent` and instance `<node>`, and a rate-limited queue
+//!   (`purelb_runtime::EventQueue`: `--event-qps`, `--event-burst`; beyond 1,000 waiting an event is
+//!   dropped and counted in `purelb_agent_events_total{result="dropped"}`).
 //! - The node Lease: see `lease`.
 //!
 //! Report writes are serialised per Service and the newest wins (`purelb_runtime::Keyed`); every call
 //! has a timeout and is retried with backoff (`purelb_runtime::retry`); a write given up is sent back
 //! to the loop so it is decided again.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ObjectReference, Service};
@@ -33,9 +34,10 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource};
 use purelb_core::allocate::ServiceKey;
 use purelb_core::api::{AGENT_COMPONENT, LBNodeAgent, conditions};
+use purelb_runtime::{EventLimits, EventQueue, PushError};
 use purelb_runtime::{Keyed, RetryError, RetryPolicy};
 use serde_json::json;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
 use purelb_core::announce::report::ServiceReport;
@@ -44,11 +46,6 @@ use purelb_core::announce::report::ServiceReport;
 pub const MANAGER: &str = AGENT_COMPONENT;
 pub use purelb_core::api::events::INVALID_LB_NODE_AGENT as INVALID_CONFIG;
 pub use purelb_core::api::events::TRAFFIC_POLICY_RESET;
-/// Events of this agent in flight at once; the others wait their turn, in order. Unbounded, a burst put
-/// hundreds of event POSTs in flight per agent, and at 100 nodes the API server refused or timed out
-/// about 20 per Service (429/504), together with the allocator's writes and the agents' own Lease
-/// renewals in the same priority level (the scale bench, 100 nodes × 1,000 Services).
-const EVENTS_IN_FLIGHT: usize = 4;
 /// The API server's limit on a field manager's length.
 const MAX_MANAGER_LEN: usize = 128;
 
@@ -76,36 +73,49 @@ pub struct ReportWrite {
 #[derive(Clone)]
 pub struct Writer {
     client: Client,
-    recorder: Recorder,
     manager: String,
     /// One report write at a time per Service, the newest winning.
     queue: Keyed<ServiceKey>,
-    /// [`EVENTS_IN_FLIGHT`] permits.
-    events: Arc<Semaphore>,
+    /// Events, rate-limited, in order.
+    events: EventQueue<(ObjectReference, Event)>,
     failed: mpsc::UnboundedSender<ServiceKey>,
     metrics: Metrics,
 }
 
 impl Writer {
-    /// A writer for node `node`, at most `concurrency` Services written at once; a report given up is
-    /// sent on `failed`.
+    /// A writer for node `node`, at most `concurrency` Services written at once, events published
+    /// within `limits`; a report given up is sent on `failed`.
     pub fn new(
         client: Client,
         node: &str,
         concurrency: usize,
+        limits: EventLimits,
         failed: mpsc::UnboundedSender<ServiceKey>,
         metrics: Metrics,
     ) -> Self {
         let reporter = Reporter { controller: AGENT_COMPONENT.into(), instance: Some(node.to_string()) };
-        Self {
-            recorder: Recorder::new(client.clone(), reporter),
-            client,
-            manager: node_manager(node),
-            queue: Keyed::new(concurrency),
-            events: Arc::new(Semaphore::new(EVENTS_IN_FLIGHT)),
-            failed,
-            metrics,
-        }
+        let recorder = Recorder::new(client.clone(), reporter);
+        let counted = metrics.clone();
+        let events = EventQueue::spawn(limits, move |(reference, ev): (ObjectReference, Event)| {
+            let recorder = recorder.clone();
+            let metrics = counted.clone();
+            async move {
+                let published =
+                    match tokio::time::timeout(POLICY.timeout, recorder.publish(&ev, &reference)).await {
+                        Ok(Ok(())) => true,
+                        Ok(Err(e)) => {
+                            tracing::warn!(error = %e, reason = %ev.reason, "could not publish event");
+                            false
+                        }
+                        Err(_) => {
+                            tracing::warn!(reason = %ev.reason, "publishing an event timed out");
+                            false
+                        }
+                    };
+                metrics.event(if published { "published" } else { "failed" });
+            }
+        });
+        Self { client, manager: node_manager(node), queue: Keyed::new(concurrency), events, failed, metrics }
     }
 
     /// Queues a report write; returns at once. A newer report for the same Service supersedes it.
@@ -178,26 +188,26 @@ impl Writer {
         Ok(())
     }
 
-    /// Publishes an event on `reference` in the background, at most [`EVENTS_IN_FLIGHT`] at once.
+    /// Queues an event on `reference`; it goes out within the event limits, or is dropped (and
+    /// counted) when too many already wait.
     pub fn event(&self, reference: ObjectReference, warning: bool, reason: &str, message: String) {
-        let recorder = self.recorder.clone();
-        let reason = reason.to_string();
-        let permits = self.events.clone();
-        tokio::spawn(async move {
-            let Ok(_permit) = permits.acquire_owned().await else { return };
-            let ev = Event {
-                type_: if warning { EventType::Warning } else { EventType::Normal },
-                reason: reason.clone(),
-                note: Some(message),
-                action: "Announce".into(),
-                secondary: None,
-            };
-            match tokio::time::timeout(POLICY.timeout, recorder.publish(&ev, &reference)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, %reason, "could not publish event"),
-                Err(_) => tracing::warn!(%reason, "publishing an event timed out"),
+        let ev = Event {
+            type_: if warning { EventType::Warning } else { EventType::Normal },
+            reason: reason.to_string(),
+            note: Some(message),
+            action: "Announce".into(),
+            secondary: None,
+        };
+        match self.events.push((reference, ev)) {
+            Ok(()) => {}
+            Err(e @ PushError::Full(_)) => {
+                // One line per hundred drops: a burst must not flood the log either.
+                if self.metrics.event("dropped") % 100 == 1 {
+                    tracing::warn!(%reason, error = %e, "dropping events (counted in purelb_agent_events_total)");
+                }
             }
-        });
+            Err(PushError::Stopped) => {}
+        }
     }
 
     /// Sets `spec.externalTrafficPolicy: Cluster` on the Service, then publishes `why` as a Warning.

@@ -43,6 +43,7 @@ use kube::{Api, Client};
 use purelb_core::allocate::trim_service;
 use purelb_core::announce::facts;
 use purelb_core::api::{LBNodeAgent, ServiceGroup};
+use purelb_runtime::EventLimits;
 use tokio::sync::{mpsc, watch};
 
 use crate::announcer::{Announcer, Change, Parts, Settings};
@@ -83,9 +84,24 @@ struct Args {
     /// Services whose report is written concurrently.
     #[arg(long, default_value_t = 16)]
     write_concurrency: usize,
+    /// Events published per second on average, once the burst is spent (as the kubelet's
+    /// --event-qps); beyond 1,000 waiting, an event is dropped and counted.
+    #[arg(long, default_value_t = EventLimits::DEFAULT.per_second, value_parser = positive_rate)]
+    event_qps: f64,
+    /// Events published at once after a quiet period (as the kubelet's --event-burst).
+    #[arg(long, default_value_t = EventLimits::DEFAULT.burst, value_parser = clap::value_parser!(u32).range(1..))]
+    event_burst: u32,
     /// Log as JSON lines (default) or plain text.
     #[arg(long, default_value = "json", value_parser = ["json", "text"])]
     log_format: String,
+}
+
+/// A rate above zero (events per second).
+fn positive_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!("{s:?} is not a rate above zero")),
+    }
 }
 
 #[tokio::main]
@@ -155,7 +171,9 @@ async fn main() -> Result<()> {
         }
     };
     let (failed_tx, failed_rx) = mpsc::unbounded_channel();
-    let writer = k8s::Writer::new(client.clone(), &node, args.write_concurrency, failed_tx, metrics.clone());
+    let limits = EventLimits { per_second: args.event_qps, burst: args.event_burst, ..EventLimits::DEFAULT };
+    let writer =
+        k8s::Writer::new(client.clone(), &node, args.write_concurrency, limits, failed_tx, metrics.clone());
     let settings = Settings {
         node: node.clone(),
         garp_count: args.garp_count,

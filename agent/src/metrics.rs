@@ -2,7 +2,8 @@
 //! kind, GARP/NA packets sent, node Lease renewals by result, reconcile errors by stage, and how long a
 //! reconcile takes; whether the agent reaches the API server and since when it runs on its last known
 //! state (fail-static), whether it keeps a LAN the kernel no longer shows, and the address conflicts
-//! (another MAC announcing an address this node holds) it saw.
+//! (another MAC announcing an address this node holds) it saw; events by result (published, failed,
+//! dropped).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -18,10 +19,10 @@ pub struct KindLabel {
     pub kind: String,
 }
 
-/// `result="ok"` or `result="error"`.
+/// `result="ok"` or `result="error"` (Lease renewals); `published`, `failed`, `dropped` (events).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabel {
-    /// `ok` or `error`.
+    /// The result.
     pub result: String,
 }
 
@@ -71,6 +72,8 @@ pub struct Metrics {
     pub lan_kept: Gauge,
     /// Gratuitous ARP / NA from another MAC for a local address of this node, by what was done.
     pub address_conflicts: Family<ActionLabel, Counter>,
+    /// Events, by result: `published`, `failed` (refused or timed out), `dropped` (too many waited).
+    pub events: Family<ResultLabel, Counter>,
 }
 
 impl Metrics {
@@ -86,6 +89,7 @@ impl Metrics {
             fail_static_since_seconds: Gauge::default(),
             lan_kept: Gauge::default(),
             address_conflicts: Family::default(),
+            events: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("purelb_agent");
         r.register(
@@ -117,7 +121,17 @@ impl Metrics {
             "Gratuitous ARP / NA from another MAC for a local address of this node, by action (yielded: the view was stale; kept: the view was current, the election decides; seen: already yielded)",
             m.address_conflicts.clone(),
         );
+        r.register(
+            "events",
+            "Events, by result (published; failed: refused or timed out; dropped: too many waited, see --event-qps)",
+            m.events.clone(),
+        );
         m
+    }
+
+    /// Counts one event by `result`; returns that result's count so far.
+    pub fn event(&self, result: &str) -> u64 {
+        self.events.get_or_create(&ResultLabel { result: result.to_string() }).inc() + 1
     }
 
     /// Counts one failure of `stage`.

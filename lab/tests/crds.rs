@@ -1,14 +1,16 @@
 //! End-to-end tests of the CRDs that deploy/ ships, against a real kube-apiserver: the seed's
 //! ServiceGroup is accepted verbatim, and each invalid ServiceGroup is rejected by the API server's CEL
-//! rules with a message naming the field.
+//! rules with a message naming the field. Also deploy/'s FlowSchema: the API server classifies
+//! PureLB's Lease requests, and only those, into the `leader-election` priority level.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use common::*;
+use k8s_openapi::api::flowcontrol::v1::{FlowSchema, PriorityLevelConfiguration};
 use kube::api::{Api, PostParams};
 use purelb_core::api::{LBNodeAgent, ServiceGroup};
-use purelb_lab::{TestNamespace, shared};
+use purelb_lab::{TestNamespace, client_from_kubeconfig, shared};
 
 fn sg(local: &str) -> ServiceGroup {
     yaml(&format!(
@@ -121,4 +123,55 @@ async fn invalid_servicegroups_are_rejected_by_the_api_server_naming_the_field()
     let err = lbna.create(&PostParams::default(), &bad).await.expect_err("bad regex");
     assert!(err.to_string().contains("localint"), "{err}");
     ns.cleanup().await.unwrap();
+}
+
+/// The FlowSchema and priority level UIDs the API server answered `path` with (its APF headers).
+async fn classified(client: &kube::Client, path: &str) -> (String, String) {
+    let request = http::Request::get(path).body(Vec::new()).unwrap();
+    let response = client.send(request.map(kube::client::Body::from)).await.unwrap();
+    assert!(response.status().is_success(), "GET {path}: {}", response.status());
+    let header = |name: &str| {
+        response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
+    };
+    (header("x-kubernetes-pf-flowschema-uid"), header("x-kubernetes-pf-prioritylevel-uid"))
+}
+
+#[tokio::test]
+async fn the_flowschema_puts_purelb_lease_requests_and_only_those_in_leader_election() {
+    let lab = shared().await;
+    install(lab).await;
+    let admin = lab.admin_client().await.unwrap();
+    let schema = Api::<FlowSchema>::all(admin.clone()).get("purelb-leases").await.unwrap();
+    let dangling = schema
+        .status
+        .and_then(|s| s.conditions)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.type_.as_deref() == Some("Dangling"))
+        .and_then(|c| c.status);
+    assert_ne!(
+        dangling.as_deref(),
+        Some("True"),
+        "the FlowSchema names a priority level the API server lacks"
+    );
+    let schema_uid = schema.metadata.uid.unwrap();
+    let level = Api::<PriorityLevelConfiguration>::all(admin).get("leader-election").await.unwrap();
+    let level_uid = level.metadata.uid.unwrap();
+    for account in ["purelb-agent", "purelb-allocator"] {
+        let kubeconfig = lab.service_account_kubeconfig(NS, account).await.unwrap();
+        let client = client_from_kubeconfig(&kubeconfig).await.unwrap();
+        let leases = format!("/apis/coordination.k8s.io/v1/namespaces/{NS}/leases");
+        assert_eq!(
+            classified(&client, &leases).await,
+            (schema_uid.clone(), level_uid.clone()),
+            "{account}'s Lease requests"
+        );
+        let (other_schema, other_level) = classified(&client, "/api/v1/services?limit=1").await;
+        assert!(
+            !other_schema.is_empty(),
+            "{account}: the API server did not say how it classified a Service list"
+        );
+        assert_ne!(other_schema, schema_uid, "{account}'s Service requests matched the Lease FlowSchema");
+        assert_ne!(other_level, level_uid, "{account}'s Service requests went to leader-election");
+    }
 }

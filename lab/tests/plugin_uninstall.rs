@@ -1,6 +1,6 @@
 //! End-to-end test of `kubectl purelb uninstall` on its own lab (it removes cluster-wide objects): it
 //! refuses while a Service holds a PureLB address, and with `--force` leaves nothing of PureLB behind —
-//! no CRDs, RBAC, workloads or namespace, and no PureLB marks on the Service.
+//! no CRDs, RBAC, FlowSchema, workloads or namespace, and no PureLB marks on the Service.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -19,6 +19,10 @@ async fn uninstall_refuses_with_allocated_services_and_with_force_leaves_nothing
     let lab = shared().await;
     let installed = plugin(lab, &["install"]);
     assert_eq!(installed.code, 0, "{installed:?}");
+    assert_eq!(
+        kubectl(lab, &["get", "flowschema", "purelb-leases", "-o", "name"]).trim(),
+        "flowschema.flowcontrol.apiserver.k8s.io/purelb-leases"
+    );
     let allocator = start_allocator_as_installed(lab).await;
 
     let client = lab.admin_client().await.unwrap();
@@ -72,7 +76,7 @@ async fn uninstall_refuses_with_allocated_services_and_with_force_leaves_nothing
     })
     .await
     .unwrap();
-    for kind in ["clusterrole", "clusterrolebinding"] {
+    for kind in ["clusterrole", "clusterrolebinding", "flowschema"] {
         let out = kubectl(lab, &["get", kind, "-o", "name"]);
         assert!(!out.contains("purelb"), "{kind} left: {out}");
     }

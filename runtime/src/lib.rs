@@ -5,12 +5,16 @@
 //! - [`shutdown_signal`]: resolves on SIGTERM or Ctrl-C.
 //! - [`keyed`]: work per key (a Service's writes), one at a time per key, the newest winning.
 //! - [`retry`]: one API write with a timeout per call, retried with backoff under a [`RetryPolicy`].
+//! - [`events`]: Kubernetes events published in order, rate-limited, at most a few at once, dropped
+//!   beyond a bounded queue.
 
 pub mod admin;
+pub mod events;
 pub mod keyed;
 pub mod retry;
 
 pub use admin::Admin;
+pub use events::{EventLimits, EventQueue, PushError};
 pub use keyed::Keyed;
 pub use retry::{RetryError, RetryPolicy, retry};
 

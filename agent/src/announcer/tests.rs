@@ -100,7 +100,14 @@ fn start(dp: &FakeDataPlane, services: Vec<Service>, lease: Duration) -> Running
     let config = kube::Config::new("http://127.0.0.1:9".parse().expect("a URI"));
     let client = kube::Client::try_from(config).expect("a client");
     let (failed_tx, failed_rx) = mpsc::unbounded_channel();
-    let writer = crate::k8s::Writer::new(client, NODE, 4, failed_tx.clone(), metrics.clone());
+    let writer = crate::k8s::Writer::new(
+        client,
+        NODE,
+        4,
+        purelb_runtime::EventLimits::DEFAULT,
+        failed_tx.clone(),
+        metrics.clone(),
+    );
     let (config_tx, _config_rx) = watch::channel(None);
     let renewal = Renewal { at: Instant::now(), version: "1".into(), lan: lan() };
     let (_renewed_tx, renewed_rx) = watch::channel(Some(renewal));

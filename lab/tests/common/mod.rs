@@ -19,12 +19,17 @@ use purelb_lab::{Child, ControlPlane, wait_for};
 
 pub const NS: &str = "purelb-system";
 
-/// Applies deploy/'s namespace, CRDs, allocator and agent RBAC (idempotent: server-side apply).
+/// Applies deploy/'s namespace, CRDs, allocator and agent RBAC and the FlowSchema that gives their Lease
+/// requests the leader-election priority level (idempotent: server-side apply).
 pub async fn install(lab: &ControlPlane) {
     let root = purelb_lab::workspace_root();
-    for f in
-        ["deploy/namespace.yaml", "deploy/crds.yaml", "deploy/allocator-rbac.yaml", "deploy/agent-rbac.yaml"]
-    {
+    for f in [
+        "deploy/namespace.yaml",
+        "deploy/crds.yaml",
+        "deploy/allocator-rbac.yaml",
+        "deploy/agent-rbac.yaml",
+        "deploy/flowcontrol.yaml",
+    ] {
         lab.apply_file(&root.join(f)).await.unwrap_or_else(|e| panic!("applying {f}: {e}"));
     }
 }
