@@ -30,7 +30,7 @@ use k8s_openapi::api::core::v1::{ObjectReference, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, Recorder, Reporter};
 use kube::{Client, Resource};
 use purelb_core::allocate::ServiceKey;
 use purelb_core::api::{AGENT_COMPONENT, LBNodeAgent, conditions};
@@ -191,13 +191,7 @@ impl Writer {
     /// Queues an event on `reference`; it goes out within the event limits, or is dropped (and
     /// counted) when too many already wait.
     pub fn event(&self, reference: ObjectReference, warning: bool, reason: &str, message: String) {
-        let ev = Event {
-            type_: if warning { EventType::Warning } else { EventType::Normal },
-            reason: reason.to_string(),
-            note: Some(message),
-            action: "Announce".into(),
-            secondary: None,
-        };
+        let ev = purelb_runtime::events::event(warning, reason, message, "Announce");
         match self.events.push((reference, ev)) {
             Ok(()) => {}
             Err(e @ PushError::Full(_)) => {

@@ -12,12 +12,12 @@ use k8s_openapi::api::core::v1::{ObjectReference, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Recorder, Reporter};
 use kube::{Client, Resource};
 use purelb_core::allocate::{AllocatedCondition, ServiceKey};
 pub use purelb_core::announce::facts::ingress_ips;
 use purelb_core::api::{ALLOCATED_BY_VALUE, ALLOCATOR_COMPONENT, ServiceGroup, annotations, conditions};
-use purelb_runtime::{Keyed, RetryPolicy};
+use purelb_runtime::{Keyed, RetryPolicy, events};
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -182,13 +182,7 @@ impl Writer {
             retry(&w.key, "annotations", || api.patch(&w.key.name, &pp, &main)).await?;
         }
         for note in &w.notes {
-            let ev = Event {
-                type_: if note.warning { EventType::Warning } else { EventType::Normal },
-                reason: note.reason.clone(),
-                note: Some(note.message.clone()),
-                action: "Allocate".into(),
-                secondary: None,
-            };
+            let ev = events::event(note.warning, &note.reason, note.message.clone(), "Allocate");
             if let Err(e) = self.recorder.publish(&ev, &w.reference).await {
                 tracing::warn!(service = %w.key, error = %e, reason = %note.reason, "could not publish event");
             }
@@ -216,13 +210,7 @@ impl Writer {
         reason: &str,
         message: String,
     ) {
-        let ev = Event {
-            type_: if warning { EventType::Warning } else { EventType::Normal },
-            reason: reason.into(),
-            note: Some(message),
-            action: "Validate".into(),
-            secondary: None,
-        };
+        let ev = events::event(warning, reason, message, "Validate");
         if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
             tracing::warn!(error = %e, reason, "could not publish event");
         }

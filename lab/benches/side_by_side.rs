@@ -10,7 +10,8 @@
 //!     `apiserver_request_total`.
 //! Prints each round, then medians over the rounds and the ratio purelb-rs / MetalLB per figure.
 //! Run: `cargo build --release --bins && cargo bench -p purelb-lab --bench side_by_side`.
-//! Knobs: BENCH_ROUNDS (2), BENCH_SEQUENTIAL (200), BENCH_BURST (1000), BENCH_HOLD (10000).
+//! Knobs: BENCH_ROUNDS (2), BENCH_SEQUENTIAL (200), BENCH_BURST (1000), BENCH_HOLD (10000), BENCH_ONLY
+//! (`purelb-rs` or `MetalLB`: that one alone, e.g. while working on one figure; no ratios then).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/common/mod.rs"]
@@ -478,6 +479,9 @@ async fn turn(
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
+    if n == 0 {
+        return 0.0;
+    }
     if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
 }
 
@@ -508,6 +512,9 @@ async fn main() {
     let mut all: HashMap<&str, Vec<Figures>> = HashMap::new();
     for round in 1..=rounds {
         for who in [Contender::PurelbRs, Contender::MetalLb] {
+            if std::env::var("BENCH_ONLY").is_ok_and(|only| !only.eq_ignore_ascii_case(who.name())) {
+                continue;
+            }
             println!("=== round {round}/{rounds}: {} ===", who.name());
             let fig = turn(&lab, &setup, &client, who, &k, &mut base).await;
             all.entry(who.name()).or_default().push(fig);
@@ -517,7 +524,7 @@ async fn main() {
     // Figures in the order of the first round of either, medians over rounds (0 where a round lacked one).
     let mut order: Vec<String> = Vec::new();
     for who in ["purelb-rs", "MetalLB"] {
-        for f in &all[who] {
+        for f in all.get(who).into_iter().flatten() {
             for (name, _) in &f.0 {
                 if !order.contains(name) {
                     order.push(name.clone());
@@ -545,8 +552,9 @@ async fn main() {
     });
     let med = |who: &str, name: &str| -> f64 {
         median(
-            all[who]
-                .iter()
+            all.get(who)
+                .into_iter()
+                .flatten()
                 .map(|f| f.0.iter().find(|(n, _)| n == name).map(|(_, v)| *v).unwrap_or(0.0))
                 .collect(),
         )

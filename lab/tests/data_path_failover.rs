@@ -149,7 +149,7 @@ async fn a_30_second_api_server_pause_fails_no_request() {
 #[tokio::test]
 async fn sigterm_withdraws_routed_addresses_only_when_purelb_is_being_uninstalled() {
     let (lab, mut dp) = data_path().await;
-    let t = targets(lab, &dp, "dpf-uninst", "192.0.2.252-192.0.2.252", "203.0.113.252-203.0.113.252").await;
+    let t = targets(lab, &dp, "dpf-uninst", "192.0.2.253-192.0.2.253", "203.0.113.253-203.0.113.253").await;
     let route = format!("{}/32", t.routed);
     let lan = |n: &str| dp.net.node(n).unwrap().ipv4().to_string();
     let (node1, node2) = (lan("node1"), lan("node2"));

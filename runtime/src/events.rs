@@ -18,6 +18,19 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 
+/// The event every PureLB daemon publishes: Normal or Warning, the contract's `reason`, the message as
+/// its note, and the daemon's `action` ("Allocate", "Validate", "Announce").
+pub fn event(warning: bool, reason: &str, message: String, action: &str) -> kube::runtime::events::Event {
+    use kube::runtime::events::{Event, EventType};
+    Event {
+        type_: if warning { EventType::Warning } else { EventType::Normal },
+        reason: reason.to_owned(),
+        note: Some(message),
+        action: action.to_owned(),
+        secondary: None,
+    }
+}
+
 /// How fast events go out.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct EventLimits {

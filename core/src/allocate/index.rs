@@ -5,6 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
+use litemap::LiteMap;
+
 use crate::api::{PoolSpecError, ServiceGroupSpec};
 use crate::pool::{Family, Pool, PoolError};
 
@@ -79,8 +81,9 @@ pub struct HolderInfo {
 pub struct Holding {
     /// The key every holder has (None: a single, unshared holder).
     pub sharing_key: Option<String>,
-    /// The holders.
-    pub holders: BTreeMap<ServiceKey, HolderInfo>,
+    /// The holders, in key order: a sorted vector, not a B-tree. Almost every address has one holder,
+    /// and a B-tree's first node has room for 11 (about 900 bytes per address at 10,000 Services).
+    pub holders: LiteMap<ServiceKey, HolderInfo>,
 }
 
 /// What one Service holds.
@@ -316,10 +319,10 @@ impl AllocationIndex {
         let info = HolderInfo { ports: req.ports.clone(), local_traffic_policy: req.local_traffic_policy };
         for ip in ips {
             let fresh = !self.addresses.contains_key(ip);
-            let holding = self.addresses.entry(*ip).or_insert_with(|| Holding {
-                sharing_key: req.sharing_key.clone(),
-                holders: BTreeMap::new(),
-            });
+            let holding = self
+                .addresses
+                .entry(*ip)
+                .or_insert_with(|| Holding { sharing_key: req.sharing_key.clone(), holders: LiteMap::new() });
             holding.holders.insert(req.key.clone(), info.clone());
             if holding.holders.len() == 1 {
                 holding.sharing_key = req.sharing_key.clone();

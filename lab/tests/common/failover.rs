@@ -80,13 +80,25 @@ pub async fn targets(
     let ns = TestNamespace::new(&client, prefix).await.unwrap();
     let nodes: Vec<&str> = dp.agents.iter().map(|a| a.node.as_str()).collect();
     let pods = run_pods(lab, &dp.net, &client, ns.name(), "echo", &nodes).await;
-    create_group(&client, ns.name(), &group("fo-local", Some(("192.0.2.0/24", local_pool, "default")), None))
-        .await;
-    create_group(&client, ns.name(), &group("fo-routed", Some(("203.0.113.0/24", routed_pool, "/32")), None))
-        .await;
+    // Group names are cluster-wide for the allocator (a name in two namespaces is DuplicateServiceGroup),
+    // so each caller's are its own: a test that failed and left its namespace behind cannot take the
+    // next test's addresses away.
+    let (local_group, routed_group) = (format!("{prefix}-local"), format!("{prefix}-routed"));
+    create_group(
+        &client,
+        ns.name(),
+        &group(&local_group, Some(("192.0.2.0/24", local_pool, "default")), None),
+    )
+    .await;
+    create_group(
+        &client,
+        ns.name(),
+        &group(&routed_group, Some(("203.0.113.0/24", routed_pool, "/32")), None),
+    )
+    .await;
     let api: Api<Service> = Api::namespaced(client.clone(), ns.name());
-    create(&api, &echo_service("local", 80, "fo-local", "echo", &[], "")).await;
-    create(&api, &echo_service("routed", 80, "fo-routed", "echo", &[], "")).await;
+    create(&api, &echo_service("local", 80, &local_group, "echo", &[], "")).await;
+    create(&api, &echo_service("routed", 80, &routed_group, "echo", &[], "")).await;
     let local = ingress(&wait_ingress(&api, "local", 1).await)[0].clone();
     let routed = ingress(&wait_ingress(&api, "routed", 1).await)[0].clone();
     let all: Vec<&LabPod> = pods.iter().collect();
