@@ -4,6 +4,7 @@
 //! - [`pool`]: address pools (CIDRs and `a-b` ranges, IPv4 and IPv6) with O(log n) allocation.
 //! - [`allocate`]: which address(es) a Service gets, from which group, and why (or why not).
 //! - [`announce`]: where each address goes (local election, kube-lb0, ETP Local) and why.
+//! - [`service`]: a Service's key and ingress IPs, read alike by allocation and announcement.
 //! - [`lease`]: when a Lease held by someone else counts as expired (monotonic, skew-safe).
 //!
 //! Nothing here talks to the network or the API server: the allocator, the agent and the plugin feed
@@ -14,3 +15,4 @@ pub mod announce;
 pub mod api;
 pub mod lease;
 pub mod pool;
+pub mod service;

@@ -1,68 +1,14 @@
 //! [`AllocationIndex::decide`]: the allocation decision for one Service, with its trace and rejected
-//! candidates, read-only over the index (the caller commits it). The sharing rule lives here too.
+//! candidates, read-only over the index (the caller commits it). The sharing rule is [`super::holding`].
 
 use std::net::IpAddr;
 
-use super::index::{AllocationIndex, GroupState, Holding, PoolSlot};
+use super::holding::share_check;
+use super::index::{AllocationIndex, GroupState, PoolSlot};
 use super::request::{FamilyPolicy, GroupSource, ServiceKey, ServiceRequest};
 use super::{Assignment, Candidate, Decision, Failure, How, Reason};
 use crate::api::annotations;
 use crate::pool::Family;
-
-/// Whether `req` may join the `holding` of an address held by `others`: Err carries the reason code
-/// and a sentence naming the Service and port in the way.
-pub(super) fn share_check(
-    holding: &Holding,
-    req: &ServiceRequest,
-    others: &[ServiceKey],
-) -> Result<(), (Reason, String)> {
-    let names = others.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
-    if req.local_traffic_policy {
-        return Err((
-            Reason::SharingRefusedWithLocalPolicy,
-            format!(
-                "it is held by {names} and a Service with externalTrafficPolicy: Local may not share an address"
-            ),
-        ));
-    }
-    if let Some((k, _)) = holding.holders.iter().find(|(k, h)| h.local_traffic_policy && others.contains(k)) {
-        return Err((
-            Reason::SharingRefusedWithLocalPolicy,
-            format!("it is held by {k}, which has externalTrafficPolicy: Local and may not share it"),
-        ));
-    }
-    let Some(key) = req.sharing_key.as_deref() else {
-        let hint = match &holding.sharing_key {
-            Some(k) => format!("; to share it, set {}: {k} on this Service", annotations::ALLOW_SHARED_IP),
-            None => String::new(),
-        };
-        return Err((Reason::AddressInUse, format!("it is held by {names}{hint}")));
-    };
-    match holding.sharing_key.as_deref() {
-        None => {
-            return Err((
-                Reason::AddressInUse,
-                format!(
-                    "it is held by {names}, which does not allow sharing ({} is not set on it)",
-                    annotations::ALLOW_SHARED_IP
-                ),
-            ));
-        }
-        Some(theirs) if theirs != key => {
-            return Err((
-                Reason::SharingConflict,
-                format!("it is held by {names} under sharing key {theirs:?}, not {key:?}"),
-            ));
-        }
-        Some(_) => {}
-    }
-    for (holder, info) in holding.holders.iter().filter(|(k, _)| others.contains(k)) {
-        if let Some(port) = req.ports.iter().find(|p| info.ports.contains(p)) {
-            return Err((Reason::SharingConflict, format!("port {port} is already used on it by {holder}")));
-        }
-    }
-    Ok(())
-}
 
 struct Decider<'a> {
     index: &'a AllocationIndex,

@@ -10,7 +10,9 @@ use litemap::LiteMap;
 use crate::api::{PoolSpecError, ServiceGroupSpec};
 use crate::pool::{Family, Pool, PoolError};
 
-use super::request::{PortKey, ServiceKey, ServiceRequest};
+use super::holding::share_check;
+pub use super::holding::{HolderInfo, Holding};
+use super::request::{ServiceKey, ServiceRequest};
 
 /// One pool of a group, with the field it was declared in (for messages).
 #[derive(Clone, Debug)]
@@ -65,25 +67,6 @@ struct GroupEntry {
     /// The definitions of this name, by namespace.
     specs: BTreeMap<String, ServiceGroupSpec>,
     state: GroupState,
-}
-
-/// What one Service, holding an address, contributes to its sharing rules.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HolderInfo {
-    /// Its ports.
-    pub ports: Vec<PortKey>,
-    /// Whether it has `externalTrafficPolicy: Local`.
-    pub local_traffic_policy: bool,
-}
-
-/// The Services holding one address and the sharing key they hold it under.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Holding {
-    /// The key every holder has (None: a single, unshared holder).
-    pub sharing_key: Option<String>,
-    /// The holders, in key order: a sorted vector, not a B-tree. Almost every address has one holder,
-    /// and a B-tree's first node has room for 11 (about 900 bytes per address at 10,000 Services).
-    pub holders: LiteMap<ServiceKey, HolderInfo>,
 }
 
 /// What one Service holds.
@@ -248,7 +231,7 @@ impl AllocationIndex {
                 let others: Vec<ServiceKey> =
                     holding.holders.keys().filter(|k| **k != req.key).cloned().collect();
                 if !others.is_empty()
-                    && let Err((_, why)) = super::decide::share_check(holding, req, &others)
+                    && let Err((_, why)) = share_check(holding, req, &others)
                 {
                     conflicts.push(ClaimConflict { address: *ip, holders: others, why });
                     continue;

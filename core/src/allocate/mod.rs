@@ -3,6 +3,7 @@
 //!
 //! - [`request`]: a Service read into a [`ServiceRequest`].
 //! - [`index`]: the [`AllocationIndex`] of groups, pools and holdings.
+//! - [`holding`]: one address's [`Holding`] and the sharing rule.
 //! - [`decide`]: [`AllocationIndex::decide`], the one function that decides.
 //! - [`rebuild`]: [`claim_existing`], what Services already hold, claimed in a fixed order at start-up.
 //! - [`reconcile`](mod@reconcile): [`reconcile()`], one Service's steps in order (read, claim what it shows,
@@ -10,6 +11,7 @@
 //! - [`trim`]: [`trim_service`], a Service cut down to what the allocator and the agents read, for their caches.
 
 mod decide;
+mod holding;
 mod index;
 #[cfg(test)]
 mod proptests;

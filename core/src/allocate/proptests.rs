@@ -23,11 +23,11 @@ use proptest::prelude::*;
 use proptest::test_runner::Config;
 
 use super::*;
-use crate::announce::facts::ingress_ips;
 use crate::api::{
     ALLOCATED_BY_VALUE, LOAD_BALANCER_CLASS, PoolSpec, ServiceGroupLocal, ServiceGroupSpec, annotations,
 };
 use crate::pool::Family;
+use crate::service::ingress_ips;
 
 /// Cases per property (each a sequence of up to [`MAX_STEPS`] steps).
 const SEQUENCE_CASES: u32 = 1024;

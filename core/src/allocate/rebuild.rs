@@ -10,8 +10,8 @@ use kube::ResourceExt;
 
 use super::index::{AllocationIndex, ClaimConflict};
 use super::request::{Ownership, ServiceKey, ServiceRequest, ownership};
-use crate::announce::facts::ingress_ips;
 use crate::api::annotations;
+use crate::service::ingress_ips;
 
 /// Claims the ingress addresses of every Service that is PureLB's; returns the Services whose claim
 /// conflicts with an earlier one (they hold nothing in the index).

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Service;
 use super::index::{AllocationIndex, ClaimConflict, Held};
 use super::request::{RequestError, ServiceKey, ServiceRequest};
 use super::{Decision, Reason};
-use crate::announce::facts::ingress_ips;
+use crate::service::ingress_ips;
 
 /// The `purelb.io/Allocated` condition PureLB wants on a Service.
 #[derive(Clone, Debug, PartialEq, Eq)]

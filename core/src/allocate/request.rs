@@ -7,38 +7,10 @@ use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::Service;
 
+pub use crate::service::ServiceKey;
+
 use crate::api::{DEFAULT_GROUP, LOAD_BALANCER_CLASS, annotations};
 use crate::pool::Family;
-
-/// `namespace/name` of a Service.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ServiceKey {
-    /// The Service's namespace.
-    pub namespace: String,
-    /// The Service's name.
-    pub name: String,
-}
-
-impl ServiceKey {
-    /// A key from its parts.
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        Self { namespace: namespace.into(), name: name.into() }
-    }
-
-    /// The key of a Service object (`default` namespace when it has none).
-    pub fn of(svc: &Service) -> Self {
-        Self::new(
-            svc.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
-            svc.metadata.name.clone().unwrap_or_default(),
-        )
-    }
-}
-
-impl fmt::Display for ServiceKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
 
 /// Whether a Service is PureLB's to allocate for.
 #[derive(Clone, Debug, PartialEq, Eq)]

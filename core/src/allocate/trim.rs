@@ -99,7 +99,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::allocate::{ServiceRequest, ownership};
-    use crate::announce::facts::ingress_ips;
+    use crate::service::ingress_ips;
 
     fn full() -> Service {
         serde_json::from_value(serde_json::json!({

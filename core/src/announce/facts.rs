@@ -19,10 +19,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use crate::allocate::ServiceKey;
 use crate::announce::{EXCLUDE_LABEL, ServiceFacts};
 use crate::api::{ALLOCATED_BY_VALUE, ServiceGroup, annotations};
 use crate::pool::PoolConfig;
+use crate::service::ServiceKey;
+pub use crate::service::ingress_ips;
 use k8s_openapi::api::core::v1::{Node, NodeCondition, NodeStatus, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::ResourceExt;
@@ -105,16 +106,6 @@ pub fn trim_slice(slice: &mut EndpointSlice) {
             };
         }
     }
-}
-
-/// The IPs of `status.loadBalancer.ingress`, in order, unparsable entries skipped.
-pub fn ingress_ips(svc: &Service) -> Vec<IpAddr> {
-    svc.status
-        .as_ref()
-        .and_then(|s| s.load_balancer.as_ref())
-        .and_then(|lb| lb.ingress.as_ref())
-        .map(|ing| ing.iter().filter_map(|i| i.ip.as_deref()?.parse().ok()).collect())
-        .unwrap_or_default()
 }
 
 /// Whether the agent announces `svc`'s addresses (see the module header).

@@ -15,8 +15,8 @@ use k8s_openapi::api::core::v1::Service;
 
 use super::report::{self, ServiceReport};
 use super::{AddressPlan, NodeFacts, Placement, ServiceFacts, facts, plan_for_node, refuse_connected};
-use crate::allocate::ServiceKey;
 use crate::pool::{PoolConfig, Subnet};
+use crate::service::ServiceKey;
 
 /// The reason added to a local placement this node gave up after another MAC announced the address.
 pub const YIELDED: &str = "another node announced it (gratuitous ARP / NA): yielded";
