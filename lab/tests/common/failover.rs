@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, Patch, PatchParams};
-use purelb_lab::{ControlPlane, LabPod, ProbeConfig, ProbeReport, TestNamespace, wait_for};
+use purelb_lab::{
+    ControlPlane, Failure, LabPod, Network, Probe, ProbeConfig, ProbeReport, TestNamespace, wait_for,
+};
 
 use super::traffic::{DataPath, at, echo_service, elected, run_pods, wait_endpoints, wait_settled};
 use super::{
@@ -110,6 +112,57 @@ pub async fn targets(
     }
     Targets { ns, local, routed, pods }
 }
+
+/// A local address's failed requests, split into those its move explains and the others.
+///
+/// A connection open at the instant the client's path moves to the new holder (its gratuitous ARP / NA)
+/// is reset: its next packets reach a node with no state for the flow (the conntrack entry and the DNAT
+/// to a pod are on the old holder), and the pod they reach answers with a reset. A layer-2 handover
+/// costs that for every connection open at that instant, whoever announces (keepalived needs conntrackd
+/// to avoid it); nothing else may fail, since the handover is make before break. A failure is explained
+/// when it is a [`Failure::Reset`] and the nearest answered requests on either side of it entered the
+/// cluster by different nodes (every request to a local address enters by its holder; kube-proxy
+/// masquerades to the entry node's address). With a request every 10 ms and each taking about a
+/// millisecond, about one move in twenty catches one in flight.
+pub fn split_by_moves<'a>(net: &Network, report: &'a ProbeReport) -> (Vec<&'a Probe>, Vec<&'a Probe>) {
+    let entry = |p: &Probe| {
+        p.result.as_ref().ok().map(|r| net.node_with_address(r.client).map(|n| n.name().to_owned()))
+    };
+    let (mut explained, mut other) = (Vec::new(), Vec::new());
+    for (i, p) in report.probes.iter().enumerate() {
+        if p.result.is_ok() {
+            continue;
+        }
+        let before = report.probes[..i].iter().rev().find_map(entry);
+        let after = report.probes[i + 1..].iter().find_map(entry);
+        let moved = matches!((before, after), (Some(Some(b)), Some(Some(a))) if a != b);
+        if moved && p.result.as_ref().err() == Some(&Failure::Reset) {
+            explained.push(p);
+        } else {
+            other.push(p);
+        }
+    }
+    (explained, other)
+}
+
+/// A routed address's failed requests, split into those the router's route change at `changed` (on
+/// the probes' clock, as observed: polled every 10 ms, so up to [`ROUTE_POLL_SLACK`] after the change)
+/// explains and the others. The router hashes each connection onto a next hop; when one goes, the
+/// connections open on it move to another node, which has no state for them, and are reset (as in
+/// [`split_by_moves`]). A failure is explained when it is a [`Failure::Reset`] of a request sent
+/// before the change was observed and failed after it could have happened.
+pub fn split_by_route_change(report: &ProbeReport, changed: Duration) -> (Vec<&Probe>, Vec<&Probe>) {
+    let earliest = changed.saturating_sub(ROUTE_POLL_SLACK);
+    report.probes.iter().filter(|p| p.result.is_err()).partition(|p| {
+        p.result.as_ref().err() == Some(&Failure::Reset)
+            && p.sent <= changed
+            && p.sent + p.latency >= earliest
+    })
+}
+
+/// How long after a route change [`wait_next_hop_gone`] may see it: its 10 ms poll, plus reading the
+/// routes (an `ip` process) on a busy machine.
+pub const ROUTE_POLL_SLACK: Duration = Duration::from_millis(50);
 
 /// What the client saw during one fault: one report per address, and where the local one went.
 #[derive(Debug)]
