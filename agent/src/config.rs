@@ -19,34 +19,46 @@ use purelb_core::pool::Subnet;
 
 use crate::netlink::LinkInfo;
 
+/// Why no LAN interface is usable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoLan {
+    #[error("there is no default route")]
+    NoDefaultRoute,
+    #[error("the default route's interface {0} is not in the link list")]
+    DefaultRouteInterfaceMissing(String),
+    #[error("no interface matches localint {0}")]
+    NoMatch(String),
+    #[error("the interfaces matching localint {localint} ({interfaces}) have no global address")]
+    NoGlobalAddress { localint: String, interfaces: String },
+}
+
 /// The LAN interface `localint` selects among `links`; `default_route` is the default route's
-/// interface. The error says why none is usable.
+/// interface.
 pub fn lan_interface<'a>(
     config: &AgentConfig,
     links: &'a [LinkInfo],
     default_route: Option<&str>,
-) -> Result<&'a LinkInfo, String> {
+) -> Result<&'a LinkInfo, NoLan> {
     match &config.localint {
         LocalInt::DefaultRoute => {
-            let name = default_route.ok_or("there is no default route")?;
+            let name = default_route.ok_or(NoLan::NoDefaultRoute)?;
             links
                 .iter()
                 .find(|l| l.name == name)
-                .ok_or_else(|| format!("the default route's interface {name} is not in the link list"))
+                .ok_or_else(|| NoLan::DefaultRouteInterfaceMissing(name.to_owned()))
         }
         LocalInt::Pattern { regex, .. } => {
             let mut matching: Vec<&LinkInfo> =
                 links.iter().filter(|l| l.name != config.extlbint && regex.is_match(&l.name)).collect();
             matching.sort_by_key(|l| l.index);
             if matching.is_empty() {
-                return Err(format!("no interface matches localint {}", config.localint));
+                return Err(NoLan::NoMatch(config.localint.to_string()));
             }
             matching.iter().find(|l| !lan_subnets(l).is_empty()).copied().ok_or_else(|| {
-                format!(
-                    "the interfaces matching localint {} ({}) have no global address",
-                    config.localint,
-                    matching.iter().map(|l| l.name.as_str()).collect::<Vec<_>>().join(", ")
-                )
+                NoLan::NoGlobalAddress {
+                    localint: config.localint.to_string(),
+                    interfaces: matching.iter().map(|l| l.name.as_str()).collect::<Vec<_>>().join(", "),
+                }
             })
         }
     }
@@ -124,15 +136,18 @@ mod tests {
     fn default_takes_the_default_route_interface() {
         let l = links();
         assert_eq!(lan_interface(&cfg("default"), &l, Some("eth1")).unwrap().name, "eth1");
-        assert!(lan_interface(&cfg("default"), &l, None).unwrap_err().contains("no default route"));
-        assert!(lan_interface(&cfg("default"), &l, Some("wg0")).is_err());
+        assert_eq!(lan_interface(&cfg("default"), &l, None).unwrap_err(), NoLan::NoDefaultRoute);
+        assert_eq!(
+            lan_interface(&cfg("default"), &l, Some("wg0")).unwrap_err(),
+            NoLan::DefaultRouteInterfaceMissing("wg0".into())
+        );
     }
 
     #[test]
     fn pattern_is_anchored() {
         let l = links();
         // `eth` alone matches no interface: it would have to be the whole name.
-        assert!(lan_interface(&cfg("eth"), &l, None).unwrap_err().contains("no interface matches"));
+        assert_eq!(lan_interface(&cfg("eth"), &l, None).unwrap_err(), NoLan::NoMatch("^(?:eth)$".into()));
         assert_eq!(lan_interface(&cfg("eth1"), &l, None).unwrap().name, "eth1");
         // An unanchored engine would let `th0` pick eth0.
         assert!(lan_interface(&cfg("th0"), &l, None).is_err());
@@ -146,7 +161,15 @@ mod tests {
         assert_eq!(lan_interface(&cfg("eth.*"), &l, None).unwrap().name, "eth0");
         // veth0 matches but has no address; eth1 does.
         assert_eq!(lan_interface(&cfg("(v)?eth[01]"), &l, Some("eth0")).unwrap().name, "eth0");
-        assert!(lan_interface(&cfg("veth0"), &l, None).unwrap_err().contains("no global address"));
+        let err = lan_interface(&cfg("veth0"), &l, None).unwrap_err();
+        assert_eq!(
+            err,
+            NoLan::NoGlobalAddress { localint: "^(?:veth0)$".into(), interfaces: "veth0".into() }
+        );
+        assert_eq!(
+            err.to_string(),
+            "the interfaces matching localint ^(?:veth0)$ (veth0) have no global address"
+        );
     }
 
     #[test]
