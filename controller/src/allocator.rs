@@ -15,7 +15,8 @@ use k8s_openapi::api::core::v1::Service;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use purelb_core::allocate::{
-    AllocationIndex, GroupState, Outcome, Ownership, Reason, ServiceKey, claim_existing, ownership, reconcile,
+    AllocationIndex, GroupKey, GroupState, Outcome, Ownership, Reason, ServiceKey, claim_existing, ownership,
+    reconcile,
 };
 use purelb_core::api::{ServiceGroup, annotations, conditions, events};
 use serde_json::json;
@@ -50,7 +51,7 @@ pub struct Allocator {
     /// What was last submitted for each Service (so a write is not repeated before its watch event).
     submitted: HashMap<ServiceKey, Option<Desired>>,
     /// Groups whose status must be rewritten.
-    dirty_groups: BTreeSet<String>,
+    dirty_groups: BTreeSet<GroupKey>,
     /// Group problems already reported, by (namespace, name).
     reported_groups: HashMap<(String, String), String>,
     writer: Writer,
@@ -231,7 +232,7 @@ impl Allocator {
         // Our own status writes come back as events: only a changed spec (or a new group) needs work.
         if self.groups.get(&(ns.clone(), name.clone())).is_none_or(|old| old.spec != g.spec) {
             self.index.set_group(&ns, &name, &g.spec);
-            self.dirty_groups.insert(name.clone());
+            self.dirty_groups.insert(GroupKey::new(&name));
         }
         self.groups.insert((ns, name), Arc::new(g));
     }
@@ -240,7 +241,7 @@ impl Allocator {
         self.groups.remove(&(ns.to_string(), name.to_string()));
         self.reported_groups.remove(&(ns.to_string(), name.to_string()));
         self.index.remove_group(ns, name);
-        self.dirty_groups.insert(name.to_string());
+        self.dirty_groups.insert(GroupKey::new(name));
     }
 
     /// Start-up: claim what every Service already holds (oldest first, so that of two Services claiming
@@ -312,7 +313,7 @@ impl Allocator {
             Outcome::InvalidRequest { kept, condition: c, .. } => {
                 let desired = Desired {
                     ips: kept.as_ref().map(|h| h.addresses.clone()).unwrap_or_default(),
-                    group: kept.as_ref().map(|h| h.group.clone()).filter(|g| !g.is_empty()),
+                    group: kept.as_ref().and_then(|h| h.group.as_ref()).map(ToString::to_string),
                     condition,
                 };
                 if kept.is_none() {
@@ -336,7 +337,7 @@ impl Allocator {
                     let held = self.index.held(key).cloned();
                     let desired = Desired {
                         ips: held.as_ref().map(|h| h.addresses.clone()).unwrap_or_default(),
-                        group: held.as_ref().map(|h| h.group.clone()).filter(|g| !g.is_empty()),
+                        group: held.as_ref().and_then(|h| h.group.as_ref()).map(ToString::to_string),
                         condition,
                     };
                     self.failure(&svc, desired, c.reason, c.message.clone()).await;
@@ -352,7 +353,7 @@ impl Allocator {
                 for a in assignments {
                     self.dirty_groups.insert(a.group.clone());
                 }
-                let group = decision.group().unwrap_or_default().to_string();
+                let group = decision.group().map(ToString::to_string).unwrap_or_default();
                 let desired = Desired { ips, group: Some(group), condition };
                 // The record written when the addresses were chosen says how they were chosen; a later
                 // decision that keeps them (the write still in flight, a restart, any other change to the
@@ -418,7 +419,7 @@ impl Allocator {
     }
 
     fn release(&mut self, key: &ServiceKey) -> bool {
-        let group = self.index.held(key).map(|h| h.group.clone());
+        let group = self.index.held(key).and_then(|h| h.group.clone());
         let freed = self.index.release(key);
         if let Some(g) = group {
             self.dirty_groups.insert(g);
@@ -430,11 +431,11 @@ impl Allocator {
     async fn flush_groups(&mut self) {
         for name in std::mem::take(&mut self.dirty_groups) {
             let defs: Vec<Arc<ServiceGroup>> =
-                self.groups.iter().filter(|((_, n), _)| *n == name).map(|(_, g)| g.clone()).collect();
+                self.groups.iter().filter(|((_, n), _)| name == n.as_str()).map(|(_, g)| g.clone()).collect();
             let state = self.index.group(&name).cloned();
             let usage = self.index.usage(&name);
             if let Some(u) = &usage {
-                let label = GroupLabel { group: name.clone() };
+                let label = GroupLabel { group: name.to_string() };
                 self.metrics
                     .pool_size
                     .get_or_create(&label)
@@ -458,7 +459,7 @@ impl Allocator {
                     Some(GroupState::Duplicate(nss)) => (
                         false,
                         Reason::DuplicateServiceGroup.as_str().to_string(),
-                        purelb_core::allocate::duplicate_group_message(&name, nss),
+                        purelb_core::allocate::duplicate_group_message(name.as_str(), nss),
                     ),
                 };
                 let previous = g
@@ -483,9 +484,9 @@ impl Allocator {
                     status["available"] = json!(u.available.to_string());
                 }
                 let writer = self.writer.clone();
-                let (gns, gname) = (ns.clone(), name.clone());
+                let (gns, gname) = (ns.clone(), name.to_string());
                 tokio::spawn(async move { writer.group_status(&gns, &gname, status).await });
-                let id = (ns, name.clone());
+                let id = (ns, name.to_string());
                 if !valid && self.reported_groups.get(&id) != Some(&message) {
                     let writer = self.writer.clone();
                     let note = format!("{reason}: {message}");

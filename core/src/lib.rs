@@ -5,6 +5,7 @@
 //! - [`allocate`]: which address(es) a Service gets, from which group, and why (or why not).
 //! - [`announce`]: where each address goes (local election, kube-lb0, ETP Local) and why.
 //! - [`service`]: a Service's key and ingress IPs, read alike by allocation and announcement.
+//! - [`group`]: a ServiceGroup's key ([`group::GroupKey`]), as Services name it.
 //! - [`lease`]: when a Lease held by someone else counts as expired (monotonic, skew-safe).
 //!
 //! Nothing here talks to the network or the API server: the allocator, the agent and the plugin feed
@@ -13,6 +14,7 @@
 pub mod allocate;
 pub mod announce;
 pub mod api;
+pub mod group;
 pub mod lease;
 pub mod pool;
 pub mod service;

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use super::holding::share_check;
 use super::index::{AllocationIndex, GroupState, PoolSlot};
 use super::request::{FamilyPolicy, GroupSource, ServiceKey, ServiceRequest};
-use super::{Assignment, Candidate, Decision, Failure, How, Reason};
+use super::{Assignment, Candidate, Decision, Failure, GroupKey, How, Reason};
 use crate::api::annotations;
 use crate::pool::Family;
 
@@ -159,14 +159,16 @@ impl<'a> Decider<'a> {
         // what it holds); else the one it was recorded under.
         let in_asked = matches!(self.index.group(&self.req.group),
             Some(GroupState::Usable(slots)) if slots.iter().any(|s| s.pool.contains(ip)));
+        // No group at all when none records or contains it (an empty `allocated-from`, as before).
         let group = Some(self.req.group.clone())
             .filter(|_| in_asked)
-            .or_else(|| self.index.held(&self.req.key).map(|h| h.group.clone()).filter(|g| !g.is_empty()))
-            .unwrap_or_else(|| self.index.group_of(ip, &self.req.group));
+            .or_else(|| self.index.held(&self.req.key).and_then(|h| h.group.clone()))
+            .or_else(|| self.index.group_of(ip, &self.req.group))
+            .unwrap_or_else(|| GroupKey::new(""));
         Assignment { address: ip, pool: self.pool_text(&group, ip), group, how: How::Kept }
     }
 
-    fn pool_text(&self, group: &str, ip: IpAddr) -> String {
+    fn pool_text(&self, group: &GroupKey, ip: IpAddr) -> String {
         match self.index.group(group) {
             Some(GroupState::Usable(slots)) => slots
                 .iter()
@@ -186,8 +188,7 @@ impl<'a> Decider<'a> {
         if self.current.contains(&ip) {
             return Ok(self.kept(ip));
         }
-        let group = self.index.group_of(ip, &self.req.group);
-        if group.is_empty() {
+        let Some(group) = self.index.group_of(ip, &self.req.group) else {
             let mut names = Vec::new();
             for (name, slots) in self.index.usable_groups() {
                 let pools: Vec<String> = slots.iter().map(|s| s.pool.config().range.to_string()).collect();
@@ -204,7 +205,7 @@ impl<'a> Decider<'a> {
                     if names.is_empty() { "no usable groups".to_string() } else { names.join(", ") }
                 ),
             ));
-        }
+        };
         if group != self.req.group {
             self.trace.push(format!("{ip} is not in group {}; it lies in group {group}", self.req.group));
         }
@@ -253,7 +254,7 @@ impl<'a> Decider<'a> {
             }
             Some(GroupState::Duplicate(namespaces)) => Err(fail(
                 Reason::DuplicateServiceGroup,
-                super::duplicate_group_message(&req.group, namespaces),
+                super::duplicate_group_message(req.group.as_str(), namespaces),
             )),
             Some(GroupState::Invalid(why)) => Err(fail(
                 Reason::InvalidServiceGroup,
@@ -281,8 +282,7 @@ impl<'a> Decider<'a> {
             if fam_slots.iter().any(|s| s.pool.contains(ip)) {
                 return Ok(self.kept(ip));
             }
-            let held_group = self.index.held(&req.key).map(|h| h.group.as_str()).unwrap_or_default();
-            if held_group == req.group {
+            if self.index.held(&req.key).and_then(|h| h.group.as_ref()) == Some(&req.group) {
                 // The group was edited under a working address: keep it rather than renumber Services.
                 self.trace.push(format!(
                     "{ip} is no longer in a pool of group {}; keeping it (recreate the Service to move it)",

@@ -2,6 +2,7 @@
 //! holds which address, and who shares what. Fed by watch events (`set_group`, `claim`, `commit`,
 //! `release`); it does no I/O. Decisions are made from it by [`AllocationIndex::decide`] (see `decide.rs`).
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
@@ -13,6 +14,7 @@ use crate::pool::{Family, Pool, PoolError};
 use super::holding::share_check;
 pub use super::holding::{HolderInfo, Holding};
 use super::request::{ServiceKey, ServiceRequest};
+use crate::group::GroupKey;
 
 /// One pool of a group, with the field it was declared in (for messages).
 #[derive(Clone, Debug)]
@@ -74,8 +76,8 @@ struct GroupEntry {
 pub struct Held {
     /// Its addresses, in the order they were assigned.
     pub addresses: Vec<IpAddr>,
-    /// The group they came from (`allocated-from`); empty when no group contains them any more.
-    pub group: String,
+    /// The group they came from (`allocated-from`); `None` when no group contains them any more.
+    pub group: Option<GroupKey>,
 }
 
 /// A conflict found while claiming addresses Services already hold (allocator start-up, or a Service
@@ -104,7 +106,7 @@ pub struct GroupUsage {
 /// The allocator's index. See the module documentation.
 #[derive(Clone, Debug, Default)]
 pub struct AllocationIndex {
-    groups: BTreeMap<String, GroupEntry>,
+    groups: BTreeMap<GroupKey, GroupEntry>,
     addresses: BTreeMap<IpAddr, Holding>,
     services: BTreeMap<ServiceKey, Held>,
 }
@@ -121,7 +123,7 @@ impl AllocationIndex {
     pub fn set_group(&mut self, namespace: &str, name: &str, spec: &ServiceGroupSpec) {
         let entry = self
             .groups
-            .entry(name.to_string())
+            .entry(GroupKey::new(name))
             .or_insert_with(|| GroupEntry { specs: BTreeMap::new(), state: GroupState::Usable(Vec::new()) });
         entry.specs.insert(namespace.to_string(), spec.clone());
         self.rebuild_group(name);
@@ -170,17 +172,23 @@ impl AllocationIndex {
     }
 
     /// The state of the group `name`, if any namespace defines it.
-    pub fn group(&self, name: &str) -> Option<&GroupState> {
+    pub fn group<Q: Ord + ?Sized>(&self, name: &Q) -> Option<&GroupState>
+    where
+        GroupKey: Borrow<Q>,
+    {
         self.groups.get(name).map(|e| &e.state)
     }
 
     /// Names of every known group.
     pub fn group_names(&self) -> impl Iterator<Item = &str> {
-        self.groups.keys().map(String::as_str)
+        self.groups.keys().map(GroupKey::as_str)
     }
 
     /// Usage of the group `name` (None unless it is usable).
-    pub fn usage(&self, name: &str) -> Option<GroupUsage> {
+    pub fn usage<Q: Ord + ?Sized>(&self, name: &Q) -> Option<GroupUsage>
+    where
+        GroupKey: Borrow<Q>,
+    {
         let GroupState::Usable(slots) = self.group(name)? else { return None };
         Some(GroupUsage {
             pools: slots.iter().map(|s| s.pool.config().range.to_string()).collect::<Vec<_>>().join(", "),
@@ -190,9 +198,9 @@ impl AllocationIndex {
     }
 
     /// The usable pools of every group, by group name.
-    pub(super) fn usable_groups(&self) -> impl Iterator<Item = (&str, &[PoolSlot])> {
+    pub(super) fn usable_groups(&self) -> impl Iterator<Item = (&GroupKey, &[PoolSlot])> {
         self.groups.iter().filter_map(|(n, e)| match &e.state {
-            GroupState::Usable(slots) => Some((n.as_str(), slots.as_slice())),
+            GroupState::Usable(slots) => Some((n, slots.as_slice())),
             _ => None,
         })
     }
@@ -249,12 +257,9 @@ impl AllocationIndex {
         // (any more), the one the Service asks for, so that the address is kept rather than renumbered.
         let recorded = req.allocated_from.clone();
         let group = recorded.unwrap_or_else(|| {
-            kept.first()
-                .map(|ip| self.group_of(*ip, &req.group))
-                .filter(|g| !g.is_empty())
-                .unwrap_or_else(|| req.group.clone())
+            kept.first().and_then(|ip| self.group_of(*ip, &req.group)).unwrap_or_else(|| req.group.clone())
         });
-        self.record(req, &kept, group);
+        self.record(req, &kept, Some(group));
         conflicts
     }
 
@@ -265,10 +270,10 @@ impl AllocationIndex {
         match &decision.outcome {
             Ok(assignments) => {
                 let ips: Vec<IpAddr> = assignments.iter().map(|a| a.address).collect();
-                self.commit(req, &ips, decision.group().unwrap_or_default());
+                self.commit(req, &ips, decision.group());
             }
             Err(_) => {
-                let group = self.services.get(&req.key).map(|h| h.group.clone()).unwrap_or_default();
+                let group = self.services.get(&req.key).and_then(|h| h.group.clone());
                 self.record(req, &decision.kept, group);
             }
         }
@@ -286,11 +291,13 @@ impl AllocationIndex {
     }
 
     /// Records the outcome of a successful decision: `req.key` now holds exactly `ips`, from `group`.
-    pub fn commit(&mut self, req: &ServiceRequest, ips: &[IpAddr], group: &str) {
-        self.record(req, ips, group.to_string());
+    pub fn commit(&mut self, req: &ServiceRequest, ips: &[IpAddr], group: Option<&GroupKey>) {
+        self.record(req, ips, group.cloned());
     }
 
-    fn record(&mut self, req: &ServiceRequest, ips: &[IpAddr], group: String) {
+    fn record(&mut self, req: &ServiceRequest, ips: &[IpAddr], group: Option<GroupKey>) {
+        // An empty name is no group (a kept address no group contains).
+        let group = group.filter(|g| !g.as_str().is_empty());
         let previous = self.services.get(&req.key).map(|h| h.addresses.clone()).unwrap_or_default();
         for ip in previous.iter().filter(|ip| !ips.contains(ip)) {
             self.drop_holder(*ip, &req.key);
@@ -353,17 +360,14 @@ impl AllocationIndex {
     }
 
     /// The group an address belongs to: `preferred` when it contains it, else the first that does.
-    pub(super) fn group_of(&self, ip: IpAddr, preferred: &str) -> String {
+    pub(super) fn group_of(&self, ip: IpAddr, preferred: &GroupKey) -> Option<GroupKey> {
         let contains = |slots: &[PoolSlot]| slots.iter().any(|s| s.pool.contains(ip));
         if let Some(GroupState::Usable(slots)) = self.group(preferred)
             && contains(slots)
         {
-            return preferred.to_string();
+            return Some(preferred.clone());
         }
-        self.usable_groups()
-            .find(|(_, slots)| contains(slots))
-            .map(|(n, _)| n.to_string())
-            .unwrap_or_default()
+        self.usable_groups().find(|(_, slots)| contains(slots)).map(|(n, _)| n.clone())
     }
 
     /// The pools of `family` among `slots`.
@@ -377,7 +381,10 @@ impl AllocationIndex {
     }
 
     /// Namespaces that define `name`.
-    pub fn group_namespaces(&self, name: &str) -> BTreeSet<String> {
+    pub fn group_namespaces<Q: Ord + ?Sized>(&self, name: &Q) -> BTreeSet<String>
+    where
+        GroupKey: Borrow<Q>,
+    {
         self.groups.get(name).map(|e| e.specs.keys().cloned().collect()).unwrap_or_default()
     }
 }

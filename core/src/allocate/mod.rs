@@ -27,6 +27,8 @@ mod trim;
 use std::fmt;
 use std::net::IpAddr;
 
+pub use crate::group::GroupKey;
+
 pub use index::{
     AllocationIndex, ClaimConflict, GroupError, GroupState, GroupUsage, Held, HolderInfo, Holding, PoolSlot,
 };
@@ -161,7 +163,7 @@ pub struct Assignment {
     /// The address.
     pub address: IpAddr,
     /// The group it belongs to (`purelb.io/allocated-from`).
-    pub group: String,
+    pub group: GroupKey,
     /// The pool it lies in, as written in the group.
     pub pool: String,
     /// Why this address.
@@ -192,7 +194,7 @@ pub struct Decision {
     /// The Service.
     pub key: ServiceKey,
     /// The group the Service asks for (its annotation, or `default`).
-    pub asked_group: String,
+    pub asked_group: GroupKey,
     /// The addresses it should hold (in `ipFamilies` order), or why it cannot.
     pub outcome: Result<Vec<Assignment>, Failure>,
     /// On failure: addresses the Service already holds and keeps (a failed change never takes away a
@@ -208,13 +210,13 @@ impl Decision {
     /// The group the addresses came from (`purelb.io/allocated-from`): the one the Service asks for
     /// when any address came from it (a requested address may lie in another group), else the first
     /// address's. Whether an address held after an edit of that group is kept depends on this.
-    pub fn group(&self) -> Option<&str> {
+    pub fn group(&self) -> Option<&GroupKey> {
         let assignments = self.outcome.as_ref().ok()?;
         assignments
             .iter()
             .find(|a| a.group == self.asked_group)
             .or_else(|| assignments.first())
-            .map(|a| a.group.as_str())
+            .map(|a| &a.group)
     }
 
     /// The addresses, in order (empty on failure).

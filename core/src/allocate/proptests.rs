@@ -458,7 +458,7 @@ impl Cluster {
 
 fn held_write(held: Option<&Held>) -> (Vec<IpAddr>, Option<String>) {
     match held {
-        Some(h) => (h.addresses.clone(), Some(h.group.clone()).filter(|g| !g.is_empty())),
+        Some(h) => (h.addresses.clone(), h.group.as_ref().map(ToString::to_string)),
         None => (Vec::new(), None),
     }
 }

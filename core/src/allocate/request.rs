@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::Service;
 pub use crate::service::ServiceKey;
 
 use crate::api::{DEFAULT_GROUP, LOAD_BALANCER_CLASS, annotations};
+use crate::group::GroupKey;
 use crate::pool::Family;
 
 /// Whether a Service is PureLB's to allocate for.
@@ -101,7 +102,7 @@ pub struct ServiceRequest {
     /// Which Service.
     pub key: ServiceKey,
     /// The ServiceGroup to allocate from.
-    pub group: String,
+    pub group: GroupKey,
     /// Why that group.
     pub group_source: GroupSource,
     /// Specific addresses asked for, at most one per family.
@@ -118,7 +119,7 @@ pub struct ServiceRequest {
     pub local_traffic_policy: bool,
     /// `purelb.io/allocated-from`, as PureLB last wrote it: the group the addresses the Service shows
     /// were recorded under, so that a restart records them under the same one.
-    pub allocated_from: Option<String>,
+    pub allocated_from: Option<GroupKey>,
 }
 
 /// Why a Service's request cannot be read.
@@ -172,8 +173,8 @@ impl ServiceRequest {
             Some(g) if g.is_empty() => {
                 return Err(RequestError::EmptyAnnotation { annotation: annotations::SERVICE_GROUP });
             }
-            Some(g) => (g, GroupSource::Annotation),
-            None => (DEFAULT_GROUP.to_string(), GroupSource::Default),
+            Some(g) => (GroupKey::new(&g), GroupSource::Annotation),
+            None => (GroupKey::new(DEFAULT_GROUP), GroupSource::Default),
         };
 
         let requested = match get(annotations::ADDRESSES) {
@@ -250,7 +251,9 @@ impl ServiceRequest {
             sharing_key,
             ports,
             local_traffic_policy: spec.external_traffic_policy.as_deref() == Some("Local"),
-            allocated_from: get(annotations::ALLOCATED_FROM).filter(|g| !g.is_empty()),
+            allocated_from: get(annotations::ALLOCATED_FROM)
+                .filter(|g| !g.is_empty())
+                .map(|g| GroupKey::new(&g)),
         })
     }
 
@@ -275,7 +278,7 @@ impl ServiceRequest {
         }
         Self::from_service(&plain).unwrap_or_else(|_| ServiceRequest {
             key: ServiceKey::of(svc),
-            group: DEFAULT_GROUP.to_string(),
+            group: GroupKey::new(DEFAULT_GROUP),
             group_source: GroupSource::Default,
             requested: Vec::new(),
             families: vec![Family::V4],

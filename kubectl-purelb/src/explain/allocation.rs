@@ -99,7 +99,7 @@ pub(super) fn replay(snap: &Snapshot, svc: &Service) -> Allocation {
         reason: c.reason.as_str().into(),
         message: c.message.clone(),
         addresses: addresses.iter().map(ToString::to_string).collect(),
-        group: decision.as_ref().and_then(|d| d.group()).map(str::to_string),
+        group: decision.as_ref().and_then(|d| d.group()).map(ToString::to_string),
         trace: decision.as_ref().map(|d| d.trace.clone()).unwrap_or_default(),
         rejected: decision
             .as_ref()
@@ -120,7 +120,7 @@ pub(super) fn replay(snap: &Snapshot, svc: &Service) -> Allocation {
 impl Allocation {
     /// The group the Service allocates from, why that one, and whether it can be used.
     pub fn group(&self) -> GroupReport {
-        let name = self.request.group.clone();
+        let name = self.request.group.to_string();
         let (source, why) = match self.request.group_source {
             GroupSource::Annotation => {
                 ("annotation", format!("annotation {}: {name}", annotations::SERVICE_GROUP))
@@ -129,8 +129,8 @@ impl Allocation {
                 ("default", format!("no {} annotation: the group named {name}", annotations::SERVICE_GROUP))
             }
         };
-        let defined_in: Vec<String> = self.index.group_namespaces(&name).into_iter().collect();
-        let (state, pools, problem) = match self.index.group(&name) {
+        let defined_in: Vec<String> = self.index.group_namespaces(name.as_str()).into_iter().collect();
+        let (state, pools, problem) = match self.index.group(name.as_str()) {
             None => ("missing", vec![], Some(format!("no ServiceGroup is named {name}"))),
             Some(GroupState::Usable(slots)) => (
                 "usable",
@@ -191,8 +191,8 @@ impl Allocation {
         };
         let group = assignment
             .as_ref()
-            .map(|a| a.group.clone())
-            .or_else(|| self.index.held(&self.key).map(|h| h.group.clone()).filter(|g| !g.is_empty()));
+            .map(|a| a.group.to_string())
+            .or_else(|| self.index.held(&self.key).and_then(|h| h.group.as_ref()).map(ToString::to_string));
         let pool = assignment.map(|a| a.pool).filter(|p| !p.is_empty());
         Origin { group, pool, how, why, sharing_key, shared_with }
     }
