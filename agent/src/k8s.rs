@@ -96,25 +96,27 @@ impl Writer {
         let reporter = Reporter { controller: AGENT_COMPONENT.into(), instance: Some(node.to_string()) };
         let recorder = Recorder::new(client.clone(), reporter);
         let counted = metrics.clone();
-        let events = EventQueue::spawn(limits, move |(reference, ev): (ObjectReference, Event)| {
-            let recorder = recorder.clone();
-            let metrics = counted.clone();
-            async move {
-                let published =
-                    match tokio::time::timeout(POLICY.timeout, recorder.publish(&ev, &reference)).await {
-                        Ok(Ok(())) => true,
-                        Ok(Err(e)) => {
-                            tracing::warn!(error = %e, reason = %ev.reason, "could not publish event");
-                            false
-                        }
-                        Err(_) => {
-                            tracing::warn!(reason = %ev.reason, "publishing an event timed out");
-                            false
-                        }
-                    };
-                metrics.event(if published { "published" } else { "failed" });
-            }
-        });
+        let waiting = metrics.events_waiting.clone();
+        let events =
+            EventQueue::spawn_counted(limits, waiting, move |(reference, ev): (ObjectReference, Event)| {
+                let recorder = recorder.clone();
+                let metrics = counted.clone();
+                async move {
+                    let published =
+                        match tokio::time::timeout(POLICY.timeout, recorder.publish(&ev, &reference)).await {
+                            Ok(Ok(())) => true,
+                            Ok(Err(e)) => {
+                                tracing::warn!(error = %e, reason = %ev.reason, "could not publish event");
+                                false
+                            }
+                            Err(_) => {
+                                tracing::warn!(reason = %ev.reason, "publishing an event timed out");
+                                false
+                            }
+                        };
+                    metrics.event(if published { "published" } else { "failed" });
+                }
+            });
         Self { client, manager: node_manager(node), queue: Keyed::new(concurrency), events, failed, metrics }
     }
 

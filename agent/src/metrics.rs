@@ -74,6 +74,8 @@ pub struct Metrics {
     pub address_conflicts: Family<ActionLabel, Counter>,
     /// Events, by result: `published`, `failed` (refused or timed out), `dropped` (too many waited).
     pub events: Family<ResultLabel, Counter>,
+    /// Events waiting to be published (at most the queue's 1,000).
+    pub events_waiting: Gauge,
 }
 
 impl Metrics {
@@ -90,6 +92,7 @@ impl Metrics {
             lan_kept: Gauge::default(),
             address_conflicts: Family::default(),
             events: Family::default(),
+            events_waiting: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("purelb_agent");
         r.register(
@@ -125,6 +128,11 @@ impl Metrics {
             "events",
             "Events, by result (published; failed: refused or timed out; dropped: too many waited, see --event-qps)",
             m.events.clone(),
+        );
+        r.register(
+            "events_waiting",
+            "Events waiting to be published (the queue is drained at --event-qps after a burst of --event-burst)",
+            m.events_waiting.clone(),
         );
         m
     }

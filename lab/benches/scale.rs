@@ -263,6 +263,31 @@ fn figure(name: &str, value: impl std::fmt::Display) {
     println!("scale/{name}: {value}");
 }
 
+/// The sum of an agent's samples whose line starts with `metric` (a name, or a name and its labels),
+/// read from its admin server inside its node's namespace; `None` when it cannot be read.
+fn agent_metric(node: &purelb_lab::LabNode, admin: &str, metric: &str) -> Option<f64> {
+    use std::io::{Read, Write};
+    let mut s = node.tcp_connect(admin.parse().ok()?, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let samples = text.lines().filter(|l| {
+        l.strip_prefix(metric)
+            .is_some_and(|rest| rest.starts_with(' ') || (rest.starts_with('{') && !metric.contains('{')))
+    });
+    Some(samples.filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum())
+}
+
+/// Prints the lines of an agent's log tail that contain any of `needles`, to say where a figure's time
+/// went (the log lines carry their wall-clock time; `began` is the step's).
+fn show_log(what: &str, began: k8s_openapi::jiff::Timestamp, log: &str, needles: &[&str]) {
+    println!("scale/log {what}: step began {began}");
+    for line in log.lines().filter(|l| needles.iter().any(|n| l.contains(n))).take(40) {
+        println!("scale/log {what}: {line}");
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let nodes = knob("SCALE_NODES", 100);
@@ -409,6 +434,30 @@ async fn main() {
     let addresses: usize = placements(&net, &want).await.values().map(Vec::len).sum();
     figure("addresses placed on all nodes together", addresses);
 
+    // The agents' events drain at --event-qps (one AnnouncingNonLocal per routed Service per node):
+    // what is held is measured once they have, so that "steady" is steady.
+    let t_drain = Instant::now();
+    let sum = |metric: &str| -> f64 {
+        let each = net.nodes().iter().zip(&agents).map(|(n, a)| agent_metric(n, &a.admin, metric));
+        each.map(|v| v.unwrap_or_else(|| panic!("an agent's {metric} could not be read"))).sum()
+    };
+    while sum("purelb_agent_events_waiting") > 0.0 {
+        assert!(t_drain.elapsed() < Duration::from_secs(1800), "the agents' events never drained");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    figure(
+        "burst: the agents' events drained, after the data plane converged (s)",
+        format!("{:.0}", at.elapsed().as_secs_f64()),
+    );
+    figure(
+        "burst: events published / dropped (queue full), all agents",
+        format!(
+            "{:.0} / {:.0}",
+            sum("purelb_agent_events_total{result=\"published\"}"),
+            sum("purelb_agent_events_total{result=\"dropped\"}")
+        ),
+    );
+
     // Holding them.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let (lo, med, hi) = agents_mb(&agents, "VmRSS");
@@ -498,6 +547,7 @@ async fn main() {
     let lost_ips = lost_ips.clone();
     let lost_name = net.nodes()[lost].name().to_string();
     let t0 = Instant::now();
+    let began = k8s_openapi::jiff::Timestamp::now();
     net.nodes()[lost].set_link(false).await.unwrap();
     agents[lost].child.kill().unwrap();
     let elsewhere = |found: &HashMap<IpAddr, Vec<(usize, String, u8)>>| {
@@ -521,6 +571,13 @@ async fn main() {
         &format!("node loss: {} local addresses of {lost_name} each on one other node (s)", lost_ips.len()),
         format!("{:.2}", took.as_secs_f64()),
     );
+    let witness = (lost + 1) % nodes;
+    show_log(
+        &format!("node loss, seen by {}", net.nodes()[witness].name()),
+        began,
+        &agents[witness].child.log_tail(400),
+        &["liveness", "renew", "stale", "static", "incomplete", "took", "yield"],
+    );
     net.nodes()[lost].set_link(true).await.unwrap();
     agents[lost] = spawn_agent(&lab, &net, &lost_name, &kubeconfig, &["--log-format=text"]);
     wait_agent_ready(&agents[lost]).await;
@@ -538,6 +595,7 @@ async fn main() {
     };
     let held = on_lb0().await;
     let t_term = Instant::now();
+    let began = k8s_openapi::jiff::Timestamp::now();
     let status = agents[r].child.terminate().await.unwrap();
     let left = on_lb0().await;
     figure("agent restart: SIGTERM to exit (s)", format!("{:.2} ({status})", t_term.elapsed().as_secs_f64()));
@@ -547,6 +605,8 @@ async fn main() {
         "SIGTERM withdraws every routed address (no DaemonSet in the lab)\n--- agent log ---\n{}",
         agents[r].child.log_tail(30)
     );
+    show_log("agent restart, the stopping agent", began, &agents[r].child.log_tail(60), &[""]);
+    let began = k8s_openapi::jiff::Timestamp::now();
     agents[r] = spawn_agent(&lab, &net, node.name(), &kubeconfig, &["--log-format=text"]);
     let t0 = Instant::now();
     let deadline = t0 + Duration::from_secs(300);
@@ -560,6 +620,12 @@ async fn main() {
             node.name()
         ),
         format!("{:.2}", t0.elapsed().as_secs_f64()),
+    );
+    show_log(
+        "agent restart, the new agent",
+        began,
+        &agents[r].child.log_tail(400),
+        &["starting", "listed", "first reconcile", "renew", "incomplete"],
     );
     for a in agents {
         a.child.terminate().await.ok();

@@ -15,6 +15,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 
@@ -64,11 +65,12 @@ pub enum PushError {
 pub struct EventQueue<E> {
     tx: mpsc::Sender<E>,
     capacity: usize,
+    waiting: Gauge,
 }
 
 impl<E> Clone for EventQueue<E> {
     fn clone(&self) -> Self {
-        Self { tx: self.tx.clone(), capacity: self.capacity }
+        Self { tx: self.tx.clone(), capacity: self.capacity, waiting: self.waiting.clone() }
     }
 }
 
@@ -80,15 +82,26 @@ impl<E: Send + 'static> EventQueue<E> {
         F: Fn(E) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
+        Self::spawn_counted(limits, Gauge::default(), publish)
+    }
+
+    /// [`EventQueue::spawn`], keeping `waiting` at the number of events that wait.
+    pub fn spawn_counted<F, Fut>(limits: EventLimits, waiting: Gauge, publish: F) -> Self
+    where
+        F: Fn(E) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
         let capacity = limits.queue.max(1);
         let (tx, mut rx) = mpsc::channel::<E>(capacity);
         let publish = Arc::new(publish);
         let permits = Arc::new(Semaphore::new(limits.in_flight.max(1)));
         let mut bucket = Bucket::new(limits.per_second, limits.burst);
+        let shown = waiting.clone();
         tokio::spawn(async move {
             while let Some(event) = rx.recv().await {
                 bucket.take().await;
                 let Ok(permit) = permits.clone().acquire_owned().await else { return };
+                shown.dec();
                 let publish = publish.clone();
                 tokio::spawn(async move {
                     publish(event).await;
@@ -96,7 +109,7 @@ impl<E: Send + 'static> EventQueue<E> {
                 });
             }
         });
-        Self { tx, capacity }
+        Self { tx, capacity, waiting }
     }
 
     /// Queues `event`; returns at once.
@@ -104,7 +117,14 @@ impl<E: Send + 'static> EventQueue<E> {
         self.tx.try_send(event).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => PushError::Full(self.capacity),
             mpsc::error::TrySendError::Closed(_) => PushError::Stopped,
-        })
+        })?;
+        self.waiting.inc();
+        Ok(())
+    }
+
+    /// How many events wait to be published (queued, or held for the rate; not those being published).
+    pub fn waiting(&self) -> i64 {
+        self.waiting.get()
     }
 }
 
@@ -207,6 +227,25 @@ mod tests {
         settle(Duration::from_millis(3500)).await;
         let at: Vec<u64> = seen.lock().unwrap().iter().map(|(_, t)| t.as_secs()).collect();
         assert_eq!(at, vec![0, 0, 1, 1, 2]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_gauge_counts_the_events_that_wait() {
+        // One every second, no burst beyond the first: five pushed, one goes at once, four wait.
+        let limits = EventLimits { per_second: 1.0, burst: 1, queue: 100, in_flight: 10 };
+        let waiting = Gauge::default();
+        let queue = EventQueue::spawn_counted(limits, waiting.clone(), |_: u32| async {});
+        for e in 0..5 {
+            queue.push(e).unwrap();
+        }
+        assert_eq!(waiting.get(), 5, "pushed, none published yet");
+        settle(Duration::from_millis(1)).await;
+        assert_eq!((waiting.get(), queue.waiting()), (4, 4));
+        // Published at 0, 1 and 2 s.
+        settle(Duration::from_millis(2000)).await;
+        assert_eq!((waiting.get(), queue.waiting()), (2, 2));
+        settle(Duration::from_secs(10)).await;
+        assert_eq!((waiting.get(), queue.waiting()), (0, 0));
     }
 
     #[tokio::test(start_paused = true)]
