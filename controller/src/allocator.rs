@@ -5,7 +5,7 @@
 //! condition, the addresses and the events are core's words, this loop only decides when to ask and
 //! what to write again. Only the leader runs this loop.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 
 use crate::k8s::{Desired, Note, ServiceWrite, Wanted, WriteFailed, Writer, ingress_ips};
 use crate::metrics::{GroupLabel, Metrics, ReasonLabel};
-use purelb_runtime::Admin;
+use purelb_runtime::{Admin, Cache, ObjectId, Touched};
 
 /// A watch event of either kind.
 pub enum Change {
@@ -44,8 +44,8 @@ pub struct Settings {
 pub struct Allocator {
     settings: Settings,
     index: AllocationIndex,
-    services: HashMap<ServiceKey, Arc<Service>>,
-    groups: BTreeMap<(String, String), Arc<ServiceGroup>>,
+    services: Cache<Service>,
+    groups: Cache<ServiceGroup>,
     /// Ours, whose last decision failed (with or without addresses kept), waiting for something to change.
     pending: BTreeSet<ServiceKey>,
     /// What was last submitted for each Service (so a write is not repeated before its watch event).
@@ -58,27 +58,14 @@ pub struct Allocator {
     metrics: Metrics,
 }
 
-/// Per-watcher sync bookkeeping: objects seen since the last Init, to find deletions missed while the
-/// watch was down.
-struct Sync<K> {
-    fresh: Option<Vec<K>>,
-    done: bool,
-}
-
-impl<K> Default for Sync<K> {
-    fn default() -> Self {
-        Self { fresh: None, done: false }
-    }
-}
-
 impl Allocator {
     /// A loop with an empty index.
     pub fn new(settings: Settings, writer: Writer, metrics: Metrics) -> Self {
         Self {
             settings,
             index: AllocationIndex::new(),
-            services: HashMap::new(),
-            groups: BTreeMap::new(),
+            services: Cache::default(),
+            groups: Cache::default(),
             pending: BTreeSet::new(),
             submitted: HashMap::new(),
             dirty_groups: BTreeSet::new(),
@@ -97,8 +84,6 @@ impl Allocator {
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) -> Result<()> {
         let mut changes = std::pin::pin!(changes);
-        let mut svc_sync: Sync<Service> = Sync::default();
-        let mut sg_sync: Sync<ServiceGroup> = Sync::default();
         let mut synced = false;
         let mut flush = tokio::time::interval(Duration::from_millis(500));
         loop {
@@ -120,9 +105,9 @@ impl Allocator {
                         match next {
                             None => bail!("the watch streams ended"),
                             Some(Err(e)) => tracing::warn!(error = %e, "watch error; the watcher retries"),
-                            Some(Ok(Change::Service(ev))) => self.on_service(ev, &mut svc_sync, &mut touched),
+                            Some(Ok(Change::Service(ev))) => self.on_service(ev, &mut touched),
                             Some(Ok(Change::Group(ev))) => {
-                                groups_changed |= self.on_group(ev, &mut sg_sync);
+                                groups_changed |= self.on_group(ev);
                             }
                         }
                         match futures::FutureExt::now_or_never(changes.next()) {
@@ -132,7 +117,7 @@ impl Allocator {
                         }
                     }
                     if !synced {
-                        if svc_sync.done && sg_sync.done {
+                        if self.services.synced() && self.groups.synced() {
                             self.rebuild(started).await;
                             synced = true;
                             admin.set_ready(true);
@@ -146,115 +131,79 @@ impl Allocator {
         }
     }
 
-    fn on_service(
-        &mut self,
-        ev: watcher::Event<Service>,
-        sync: &mut Sync<Service>,
-        touched: &mut BTreeSet<ServiceKey>,
-    ) {
-        match ev {
-            watcher::Event::Init => sync.fresh = Some(Vec::new()),
-            watcher::Event::InitApply(svc) => {
-                if let Some(f) = sync.fresh.as_mut() {
-                    f.push(svc);
-                }
+    fn on_service(&mut self, ev: watcher::Event<Service>, touched: &mut BTreeSet<ServiceKey>) {
+        let key = |(ns, name): &ObjectId| ServiceKey::new(ns.as_str(), name.as_str());
+        match self.services.apply(ev) {
+            Touched::Nothing => {}
+            Touched::One { id, .. } => {
+                touched.insert(key(&id));
             }
-            watcher::Event::InitDone => {
-                let fresh = sync.fresh.take().unwrap_or_default();
-                let fresh: HashMap<ServiceKey, Arc<Service>> =
-                    fresh.into_iter().map(|s| (ServiceKey::of(&s), Arc::new(s))).collect();
-                for key in self.services.keys().filter(|k| !fresh.contains_key(*k)) {
-                    touched.insert(key.clone());
-                }
-                for key in fresh.keys() {
-                    touched.insert(key.clone());
-                }
-                self.services.retain(|k, _| fresh.contains_key(k));
-                self.services.extend(fresh);
-                sync.done = true;
-            }
-            watcher::Event::Apply(svc) => {
-                let key = ServiceKey::of(&svc);
-                self.services.insert(key.clone(), Arc::new(svc));
-                touched.insert(key);
-            }
-            watcher::Event::Delete(svc) => {
-                let key = ServiceKey::of(&svc);
-                self.services.remove(&key);
-                touched.insert(key);
+            // Those gone while the watch was down, and every one listed.
+            Touched::Relisted { previous } => {
+                touched.extend(previous.keys().map(key));
+                touched.extend(self.services.ids().map(key));
             }
         }
     }
 
     /// Returns whether the set of groups changed.
-    fn on_group(&mut self, ev: watcher::Event<ServiceGroup>, sync: &mut Sync<ServiceGroup>) -> bool {
-        let id = |g: &ServiceGroup| (g.namespace().unwrap_or_default(), g.name_any());
-        match ev {
-            watcher::Event::Init => {
-                sync.fresh = Some(Vec::new());
-                false
-            }
-            watcher::Event::InitApply(g) => {
-                if let Some(f) = sync.fresh.as_mut() {
-                    f.push(g);
-                }
-                false
-            }
-            watcher::Event::InitDone => {
-                let fresh = sync.fresh.take().unwrap_or_default();
-                let ids: BTreeSet<(String, String)> = fresh.iter().map(id).collect();
-                let gone: Vec<(String, String)> =
-                    self.groups.keys().filter(|k| !ids.contains(*k)).cloned().collect();
+    fn on_group(&mut self, ev: watcher::Event<ServiceGroup>) -> bool {
+        match self.groups.apply(ev) {
+            Touched::Nothing => false,
+            Touched::One { id: (ns, name), previous } => self.group_changed(&ns, &name, previous.as_deref()),
+            Touched::Relisted { previous } => {
+                let gone: Vec<ObjectId> =
+                    previous.keys().filter(|id| !self.groups.contains(id)).cloned().collect();
                 for (ns, name) in gone {
-                    self.remove_group(&ns, &name);
+                    self.group_changed(
+                        &ns,
+                        &name,
+                        previous.get(&(ns.clone(), name.clone())).map(Arc::as_ref),
+                    );
                 }
-                for g in fresh {
-                    self.set_group(g);
+                let listed: Vec<ObjectId> = self.groups.ids().cloned().collect();
+                for (ns, name) in listed {
+                    self.group_changed(
+                        &ns,
+                        &name,
+                        previous.get(&(ns.clone(), name.clone())).map(Arc::as_ref),
+                    );
                 }
-                sync.done = true;
-                true
-            }
-            watcher::Event::Apply(g) => {
-                let unchanged = self.groups.get(&id(&g)).is_some_and(|old| old.spec == g.spec);
-                self.set_group(g);
-                !unchanged
-            }
-            watcher::Event::Delete(g) => {
-                let (ns, name) = id(&g);
-                self.remove_group(&ns, &name);
                 true
             }
         }
     }
 
-    fn set_group(&mut self, g: ServiceGroup) {
-        let (ns, name) = (g.namespace().unwrap_or_default(), g.name_any());
-        // Our own status writes come back as events: only a changed spec (or a new group) needs work.
-        if self.groups.get(&(ns.clone(), name.clone())).is_none_or(|old| old.spec != g.spec) {
-            self.index.set_group(&ns, &name, &g.spec);
-            self.dirty_groups.insert(GroupKey::new(&name));
+    /// Brings the index up to the cached group `ns/name` (gone when not cached), which was `previous`;
+    /// returns whether anything changed. Our own status writes come back as events: only a changed spec
+    /// (or a new group) needs work.
+    fn group_changed(&mut self, ns: &str, name: &str, previous: Option<&ServiceGroup>) -> bool {
+        match self.groups.get_shared(ns, name).cloned() {
+            Some(g) => {
+                let changed = previous.is_none_or(|old| old.spec != g.spec);
+                if changed {
+                    self.index.set_group(ns, name, &g.spec);
+                    self.dirty_groups.insert(GroupKey::new(name));
+                }
+                changed
+            }
+            None => {
+                self.reported_groups.remove(&(ns.to_string(), name.to_string()));
+                self.index.remove_group(ns, name);
+                self.dirty_groups.insert(GroupKey::new(name));
+                true
+            }
         }
-        self.groups.insert((ns, name), Arc::new(g));
-    }
-
-    fn remove_group(&mut self, ns: &str, name: &str) {
-        self.groups.remove(&(ns.to_string(), name.to_string()));
-        self.reported_groups.remove(&(ns.to_string(), name.to_string()));
-        self.index.remove_group(ns, name);
-        self.dirty_groups.insert(GroupKey::new(name));
     }
 
     /// Start-up: claim what every Service already holds (oldest first, so that of two Services claiming
     /// one address the older keeps it and the newer is reported), then decide for everyone.
     async fn rebuild(&mut self, started: Instant) {
-        let conflicts = claim_existing(
-            &mut self.index,
-            self.services.values().map(|s| s.as_ref()),
-            self.settings.classless_ours,
-        );
+        let conflicts = claim_existing(&mut self.index, self.services.values(), self.settings.classless_ours);
         let claimed = self.index.services().count();
         tracing::info!(claimed, conflicts = conflicts.len(), "rebuilt the index from existing Services");
-        let mut all: BTreeSet<ServiceKey> = self.services.keys().cloned().collect();
+        let mut all: BTreeSet<ServiceKey> =
+            self.services.ids().map(|(ns, name)| ServiceKey::new(ns.as_str(), name.as_str())).collect();
         self.process(&mut all, true, started).await;
     }
 
@@ -263,7 +212,7 @@ impl Allocator {
         // address is left alone, one that can now get what it asks for (a family the group gained, a
         // group that now exists) gets it, so the allocator never waits for a restart to converge.
         if groups_changed {
-            touched.extend(self.services.keys().cloned());
+            touched.extend(self.services.ids().map(|(ns, name)| ServiceKey::new(ns.as_str(), name.as_str())));
         }
         for key in std::mem::take(touched) {
             self.reconcile(&key, started).await;
@@ -286,7 +235,7 @@ impl Allocator {
 
     /// Decides for one Service and submits the write. Returns true when addresses were freed.
     async fn reconcile(&mut self, key: &ServiceKey, started: Instant) -> bool {
-        let Some(svc) = self.services.get(key).cloned() else {
+        let Some(svc) = self.services.get_shared(&key.namespace, &key.name).cloned() else {
             self.pending.remove(key);
             self.submitted.remove(key);
             return self.release(key);

@@ -1,6 +1,7 @@
 //! purelb-runtime: the runtime concerns both daemons share, in one place (the kubert shape).
 //!
 //! - [`admin`]: the admin HTTP server: `/livez`, `/readyz`, `/metrics`.
+//! - [`cache`]: one watch's objects by (namespace, name), re-lists handled, and what each event touched.
 //! - [`init_logging`]: JSON (default) or text logs on stderr, filtered by `RUST_LOG`.
 //! - [`shutdown_signal`]: resolves on SIGTERM or Ctrl-C.
 //! - [`keyed`]: work per key (a Service's writes), one at a time per key, the newest winning.
@@ -9,11 +10,13 @@
 //!   beyond a bounded queue.
 
 pub mod admin;
+pub mod cache;
 pub mod events;
 pub mod keyed;
 pub mod retry;
 
 pub use admin::Admin;
+pub use cache::{Cache, ObjectId, Touched};
 pub use events::{EventLimits, EventQueue, PushError};
 pub use keyed::Keyed;
 pub use retry::{RetryError, RetryPolicy, retry};

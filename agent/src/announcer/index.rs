@@ -16,7 +16,7 @@ use kube::ResourceExt;
 use purelb_core::allocate::ServiceKey;
 use purelb_core::announce::facts::{self, SERVICE_NAME_LABEL};
 
-use super::cache::Cache;
+use purelb_runtime::Cache;
 
 /// What the next reconcile must look at.
 #[derive(Debug)]

@@ -43,11 +43,10 @@
 //! Files: `run` (the loop, watch events, readiness, backoff), `plan` (one reconcile: the desired set),
 //! `index` (what a batch touched, our Services by address, endpoint nodes per Service),
 //! `apply` (the kernel diff through [`DataPlane`], GARP/NA, take-up events), `reports` (policy resets and
-//! Service reports), `view` (fail-static, conflicts), `settings` (the LBNodeAgent), `cache` (the watch
-//! caches).
+//! Service reports), `view` (fail-static, conflicts), `settings` (the LBNodeAgent) (the watch caches
+//! are `purelb_runtime::Cache`).
 
 mod apply;
-mod cache;
 mod index;
 mod plan;
 mod reports;
@@ -79,11 +78,11 @@ use crate::k8s::Writer;
 use crate::lease::{NodeLeases, Renewal};
 use crate::metrics::Metrics;
 use crate::shutdown::Handover;
-use cache::Cache;
 use index::{Index, Pending};
 use purelb_core::announce::NodeFacts;
 use purelb_core::announce::report::ServiceReport;
 use purelb_core::pool::{PoolConfig, Subnet};
+use purelb_runtime::Cache;
 
 /// How often Lease liveness is re-judged.
 const TICK: Duration = Duration::from_millis(250);

@@ -11,12 +11,12 @@ use kube::runtime::watcher;
 use purelb_core::allocate::ServiceKey;
 use tokio::sync::{mpsc, watch};
 
-use super::cache::Touched;
 use super::{
     Announcer, Change, LoopError, MAX_BACKOFF, MAX_BATCH, MAX_GAP, MIN_BACKOFF, MIN_GAP, REPLAN, RESYNC, TICK,
 };
 use crate::dataplane::DataPlane;
 use crate::shutdown::Handover;
+use purelb_runtime::Touched;
 
 impl<D: DataPlane> Announcer<D> {
     /// Runs until `stop` fires (Ok) or the watches end (Err). `removals` yields addresses someone
@@ -110,35 +110,35 @@ impl<D: DataPlane> Announcer<D> {
         match change {
             Change::Service(ev) => match self.services.apply(ev) {
                 Touched::Nothing => {}
-                Touched::One(ns, name) => self.touch(ServiceKey::new(ns, name)),
-                Touched::All => self.replan_all(),
+                Touched::One { id: (ns, name), .. } => self.touch(ServiceKey::new(ns, name)),
+                Touched::Relisted { .. } => self.replan_all(),
             },
             Change::Slice(ev) => match self.slices.apply(ev) {
                 Touched::Nothing => {}
-                Touched::One(ns, name) => {
+                Touched::One { id: (ns, name), .. } => {
                     for key in self.index.slice_changed(&self.slices, &ns, &name) {
                         self.touch(key);
                     }
                 }
-                Touched::All => {
+                Touched::Relisted { .. } => {
                     self.index.slices_listed(&self.slices);
                     self.replan_all();
                 }
             },
-            Change::Node(ev) => self.dirty |= self.nodes.apply(*ev) != Touched::Nothing,
-            Change::Group(ev) => self.dirty |= self.groups.apply(ev) != Touched::Nothing,
+            Change::Node(ev) => self.dirty |= !self.nodes.apply(*ev).is_nothing(),
+            Change::Group(ev) => self.dirty |= !self.groups.apply(ev).is_nothing(),
             Change::Lease(ev) => match self.leases.apply(ev) {
                 Touched::Nothing => {}
-                Touched::One(ns, name) => {
+                Touched::One { id: (ns, name), .. } => {
                     self.dirty |= match self.leases.get(&ns, &name) {
                         Some(lease) => self.tracker.apply(lease, now),
                         None => self.tracker.remove(&name),
                     };
                 }
-                Touched::All => self.dirty |= self.tracker.replace_all(self.leases.values(), now),
+                Touched::Relisted { .. } => self.dirty |= self.tracker.replace_all(self.leases.values(), now),
             },
             Change::Agent(ev) => {
-                if self.agents.apply(ev) != Touched::Nothing {
+                if !self.agents.apply(ev).is_nothing() {
                     self.configure();
                 }
             }
@@ -159,12 +159,12 @@ impl<D: DataPlane> Announcer<D> {
 
     /// Logs, once, how long the six initial lists took and what they held.
     pub(super) fn log_listed(&mut self) {
-        let listed = self.services.synced
-            && self.slices.synced
-            && self.leases.synced
-            && self.nodes.synced
-            && self.groups.synced
-            && self.agents.synced;
+        let listed = self.services.synced()
+            && self.slices.synced()
+            && self.leases.synced()
+            && self.nodes.synced()
+            && self.groups.synced()
+            && self.agents.synced();
         if listed && !self.listed {
             self.listed = true;
             tracing::info!(
@@ -180,12 +180,12 @@ impl<D: DataPlane> Announcer<D> {
     }
 
     pub(super) fn synced(&self) -> bool {
-        self.services.synced
-            && self.slices.synced
-            && self.leases.synced
-            && self.nodes.synced
-            && self.groups.synced
-            && self.agents.synced
+        self.services.synced()
+            && self.slices.synced()
+            && self.leases.synced()
+            && self.nodes.synced()
+            && self.groups.synced()
+            && self.agents.synced()
             && self.tracker.has_own()
             && self.parts.renewed.borrow().is_some()
     }

@@ -11,7 +11,7 @@ use crate::dataplane::DataPlane;
 impl<D: DataPlane> Announcer<D> {
     /// Applies the chosen LBNodeAgent; an unusable one is reported and the previous settings kept.
     pub(super) fn configure(&mut self) {
-        if !self.agents.synced {
+        if !self.agents.synced() {
             return;
         }
         let chosen = LBNodeAgent::select(self.agents.values());

@@ -1,0 +1,197 @@
+//! One watch's objects by (namespace, name), as the daemons keep them: [`Cache`] applies kube's
+//! watcher events and says what each one touched ([`Touched`]). A re-list (the watch restarted)
+//! replaces the objects only when it completes, so objects deleted while the watch was down are
+//! dropped then, and the caller gets what it replaced to find them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+
+/// An object's (namespace, name); the namespace is empty for cluster-scoped kinds.
+pub type ObjectId = (String, String);
+
+/// What one watch event touched.
+#[derive(Debug)]
+pub enum Touched<K> {
+    /// Nothing yet (a re-list in progress).
+    Nothing,
+    /// One object was added, changed or deleted; `previous` is what the cache held for it before.
+    One {
+        /// The object.
+        id: ObjectId,
+        /// What was cached for it before the event, if anything.
+        previous: Option<Arc<K>>,
+    },
+    /// A re-list completed: every object may have changed. `previous` is what the cache held before
+    /// it (the objects missing from the cache now were deleted while the watch was down).
+    Relisted {
+        /// The objects cached before the re-list.
+        previous: BTreeMap<ObjectId, Arc<K>>,
+    },
+}
+
+impl<K> Touched<K> {
+    /// Whether the event changed nothing yet.
+    pub fn is_nothing(&self) -> bool {
+        matches!(self, Touched::Nothing)
+    }
+}
+
+/// The objects of one watch, by (namespace, name). See the module documentation.
+pub struct Cache<K> {
+    objects: BTreeMap<ObjectId, Arc<K>>,
+    fresh: Option<BTreeMap<ObjectId, Arc<K>>>,
+    synced: bool,
+}
+
+impl<K> Default for Cache<K> {
+    fn default() -> Self {
+        Self { objects: BTreeMap::new(), fresh: None, synced: false }
+    }
+}
+
+impl<K: Resource> Cache<K> {
+    fn id(obj: &K) -> ObjectId {
+        (obj.namespace().unwrap_or_default(), obj.name_any())
+    }
+
+    /// Applies one watch event.
+    pub fn apply(&mut self, ev: watcher::Event<K>) -> Touched<K> {
+        match ev {
+            watcher::Event::Init => {
+                self.fresh = Some(BTreeMap::new());
+                Touched::Nothing
+            }
+            watcher::Event::InitApply(obj) => {
+                if let Some(f) = self.fresh.as_mut() {
+                    f.insert(Self::id(&obj), Arc::new(obj));
+                }
+                Touched::Nothing
+            }
+            watcher::Event::InitDone => {
+                let fresh = self.fresh.take().unwrap_or_default();
+                self.synced = true;
+                Touched::Relisted { previous: std::mem::replace(&mut self.objects, fresh) }
+            }
+            watcher::Event::Apply(obj) => {
+                let id = Self::id(&obj);
+                let previous = self.objects.insert(id.clone(), Arc::new(obj));
+                Touched::One { id, previous }
+            }
+            watcher::Event::Delete(obj) => {
+                let id = Self::id(&obj);
+                let previous = self.objects.remove(&id);
+                Touched::One { id, previous }
+            }
+        }
+    }
+}
+
+impl<K> Cache<K> {
+    /// Whether a first list has completed.
+    pub fn synced(&self) -> bool {
+        self.synced
+    }
+
+    /// The object `namespace/name`.
+    pub fn get(&self, namespace: &str, name: &str) -> Option<&K> {
+        self.get_shared(namespace, name).map(Arc::as_ref)
+    }
+
+    /// The object `namespace/name`, shared.
+    pub fn get_shared(&self, namespace: &str, name: &str) -> Option<&Arc<K>> {
+        self.objects.get(&(namespace.to_string(), name.to_string()))
+    }
+
+    /// Whether `id` is cached.
+    pub fn contains(&self, id: &ObjectId) -> bool {
+        self.objects.contains_key(id)
+    }
+
+    /// Every object, by id.
+    pub fn iter(&self) -> impl Iterator<Item = (&ObjectId, &Arc<K>)> {
+        self.objects.iter()
+    }
+
+    /// Every object.
+    pub fn values(&self) -> impl Iterator<Item = &K> {
+        self.objects.values().map(Arc::as_ref)
+    }
+
+    /// Every object's id.
+    pub fn ids(&self) -> impl Iterator<Item = &ObjectId> {
+        self.objects.keys()
+    }
+
+    /// How many objects are cached.
+    pub fn len(&self) -> usize {
+        self.objects.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::ObjectMeta;
+
+    fn cm(name: &str, value: &str) -> ConfigMap {
+        ConfigMap {
+            metadata: ObjectMeta {
+                namespace: Some("ns".into()),
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            data: Some([("v".to_string(), value.to_string())].into()),
+            ..Default::default()
+        }
+    }
+
+    fn value(c: &Cache<ConfigMap>, name: &str) -> Option<String> {
+        c.get("ns", name).and_then(|m| m.data.as_ref()?.get("v").cloned())
+    }
+
+    #[test]
+    fn changes_say_what_was_there_before() {
+        let mut c = Cache::default();
+        let Touched::One { id, previous: None } = c.apply(watcher::Event::Apply(cm("a", "1"))) else {
+            panic!("a new object")
+        };
+        assert_eq!(id, ("ns".to_string(), "a".to_string()));
+        let Touched::One { previous: Some(old), .. } = c.apply(watcher::Event::Apply(cm("a", "2"))) else {
+            panic!("a changed object")
+        };
+        assert_eq!(old.data.as_ref().unwrap()["v"], "1");
+        assert_eq!(value(&c, "a").as_deref(), Some("2"));
+        let Touched::One { previous: Some(_), .. } = c.apply(watcher::Event::Delete(cm("a", "2"))) else {
+            panic!("a deleted object")
+        };
+        assert!(c.is_empty());
+        assert!(!c.synced(), "no list has completed");
+    }
+
+    #[test]
+    fn a_relist_replaces_everything_when_it_completes() {
+        let mut c = Cache::default();
+        c.apply(watcher::Event::Apply(cm("gone", "1")));
+        c.apply(watcher::Event::Apply(cm("kept", "1")));
+        assert!(c.apply(watcher::Event::Init).is_nothing());
+        assert!(c.apply(watcher::Event::InitApply(cm("kept", "2"))).is_nothing());
+        // Until the list completes, the cache still shows what it had.
+        assert_eq!(value(&c, "gone").as_deref(), Some("1"));
+        let Touched::Relisted { previous } = c.apply(watcher::Event::InitDone) else { panic!("relisted") };
+        assert!(c.synced());
+        let gone: Vec<&ObjectId> = previous.keys().filter(|id| !c.contains(id)).collect();
+        assert_eq!(gone, [&("ns".to_string(), "gone".to_string())]);
+        assert_eq!(value(&c, "kept").as_deref(), Some("2"));
+        assert_eq!(c.len(), 1);
+    }
+}
