@@ -180,15 +180,52 @@ pub fn plan_for_node(
     pools: &[PoolConfig],
     extlbint: &str,
 ) -> Vec<AddressPlan> {
-    let this = nodes.iter().find(|n| n.name == me);
-    svc.addresses.iter().map(|ip| plan_address(*ip, this, me, svc, nodes, pools, extlbint)).collect()
+    plan_with(me, svc, nodes, pools, extlbint, &Elections::new(svc))
 }
 
+/// The elections of one Service's addresses, each held once it is first needed: an election does not
+/// depend on the node asking, so one Service's plans on every node (its report) and its reporter share
+/// them instead of hashing every node again for each.
+pub(crate) struct Elections(Vec<std::cell::OnceCell<Election>>);
+
+impl Elections {
+    /// None held yet, one per address of `svc`.
+    pub(crate) fn new(svc: &ServiceFacts) -> Self {
+        Self(svc.addresses.iter().map(|_| std::cell::OnceCell::new()).collect())
+    }
+
+    /// The election of `svc`'s address number `i` among `nodes`.
+    pub(crate) fn get(&self, i: usize, svc: &ServiceFacts, nodes: &[NodeFacts]) -> Option<&Election> {
+        let ip = *svc.addresses.get(i)?;
+        let cell = self.0.get(i)?;
+        Some(cell.get_or_init(|| elect_keeping(ip, nodes, svc.incumbents.get(&ip).into_iter().flatten())))
+    }
+}
+
+/// [`plan_for_node`] with the Service's elections shared with other plans of it.
+pub(crate) fn plan_with(
+    me: &str,
+    svc: &ServiceFacts,
+    nodes: &[NodeFacts],
+    pools: &[PoolConfig],
+    extlbint: &str,
+    elections: &Elections,
+) -> Vec<AddressPlan> {
+    let this = nodes.iter().find(|n| n.name == me);
+    let plan = |(i, ip): (usize, &IpAddr)| {
+        let election = || elections.get(i, svc, nodes).cloned();
+        plan_address(*ip, this, me, svc, election, nodes, pools, extlbint)
+    };
+    svc.addresses.iter().enumerate().map(plan).collect()
+}
+
+#[allow(clippy::too_many_arguments)]
 fn plan_address(
     ip: IpAddr,
     this: Option<&NodeFacts>,
     me: &str,
     svc: &ServiceFacts,
+    election: impl FnOnce() -> Option<Election>,
     nodes: &[NodeFacts],
     pools: &[PoolConfig],
     extlbint: &str,
@@ -207,7 +244,8 @@ fn plan_address(
     };
     if let Some(subnet) = this.subnets.iter().find(|s| s.contains(ip)) {
         reasons.push(format!("{ip} is local: it lies in {subnet} of {} on {me}", this.interface));
-        let election = elect_keeping(ip, nodes, svc.incumbents.get(&ip).into_iter().flatten());
+        let election = election()
+            .unwrap_or_else(|| elect_keeping(ip, nodes, svc.incumbents.get(&ip).into_iter().flatten()));
         let reset = svc.local_traffic_policy;
         if reset {
             reasons.push(

@@ -22,9 +22,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use crate::announce::{
-    AddressPlan, NodeFacts, Placement, ServiceFacts, elect_keeping, election_hash, plan_for_node,
-};
+use crate::announce::{AddressPlan, Elections, NodeFacts, Placement, ServiceFacts, election_hash, plan_with};
 use crate::api::{annotations, conditions};
 use crate::pool::{Family, PoolConfig};
 use k8s_openapi::api::core::v1::Service;
@@ -87,8 +85,17 @@ impl ServiceReport {
 
 /// The node that writes `svc`'s report (see the module header); None when no node is live.
 pub fn reporter(svc: &ServiceFacts, nodes: &[NodeFacts]) -> Option<String> {
-    for ip in &svc.addresses {
-        if let Some(winner) = elect_keeping(*ip, nodes, svc.incumbents.get(ip).into_iter().flatten()).winner {
+    reporter_with(svc, nodes, &Elections::new(svc))
+}
+
+/// [`reporter`] with the Service's elections shared with its plans.
+pub(crate) fn reporter_with(
+    svc: &ServiceFacts,
+    nodes: &[NodeFacts],
+    elections: &Elections,
+) -> Option<String> {
+    for i in 0..svc.addresses.len() {
+        if let Some(winner) = elections.get(i, svc, nodes).and_then(|e| e.winner.clone()) {
             return Some(winner);
         }
     }
@@ -106,12 +113,23 @@ pub fn report(
     pools: &[PoolConfig],
     extlbint: &str,
 ) -> ServiceReport {
+    report_with(svc, nodes, pools, extlbint, &Elections::new(svc))
+}
+
+/// [`report`] with the Service's elections computed once for every node's plan.
+pub(crate) fn report_with(
+    svc: &ServiceFacts,
+    nodes: &[NodeFacts],
+    pools: &[PoolConfig],
+    extlbint: &str,
+    elections: &Elections,
+) -> ServiceReport {
     let mut out = ServiceReport::default();
     if svc.addresses.is_empty() {
         return out;
     }
     let plans: Vec<(&NodeFacts, Vec<AddressPlan>)> =
-        nodes.iter().map(|n| (n, plan_for_node(&n.name, svc, nodes, pools, extlbint))).collect();
+        nodes.iter().map(|n| (n, plan_with(&n.name, svc, nodes, pools, extlbint, elections))).collect();
     let mut parts = Vec::new();
     let mut all = true;
     for (i, ip) in svc.addresses.iter().enumerate() {

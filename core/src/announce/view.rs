@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use k8s_openapi::api::core::v1::Service;
 
 use super::report::{self, ServiceReport};
-use super::{AddressPlan, NodeFacts, Placement, ServiceFacts, facts, plan_for_node, refuse_connected};
+use super::{AddressPlan, Elections, NodeFacts, Placement, ServiceFacts, facts, plan_with, refuse_connected};
 use crate::pool::{PoolConfig, Subnet};
 use crate::service::ServiceKey;
 
@@ -63,7 +63,8 @@ pub fn node_view(
 ) -> NodeView {
     let ours = facts::is_ours(svc);
     let f = if ours { facts::service_facts(svc, endpoints, incumbents) } else { ServiceFacts::default() };
-    let plans = plan_for_node(ctx.me, &f, ctx.nodes, ctx.pools, ctx.extlbint)
+    let elections = Elections::new(&f);
+    let plans = plan_with(ctx.me, &f, ctx.nodes, ctx.pools, ctx.extlbint, &elections)
         .into_iter()
         .map(|plan| match ctx.connected {
             Some(connected) => refuse_connected(plan, connected),
@@ -78,8 +79,8 @@ pub fn node_view(
         })
         .collect();
     let report = if ours || !ServiceReport::observed(svc).is_empty() {
-        (report::reporter(&f, ctx.nodes).as_deref() == Some(ctx.me))
-            .then(|| report::report(&f, ctx.nodes, ctx.pools, ctx.extlbint))
+        (report::reporter_with(&f, ctx.nodes, &elections).as_deref() == Some(ctx.me))
+            .then(|| report::report_with(&f, ctx.nodes, ctx.pools, ctx.extlbint, &elections))
     } else {
         None
     };
