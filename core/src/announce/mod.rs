@@ -194,11 +194,13 @@ impl Elections {
         Self(svc.addresses.iter().map(|_| std::cell::OnceCell::new()).collect())
     }
 
-    /// The election of `svc`'s address number `i` among `nodes`.
-    pub(crate) fn get(&self, i: usize, svc: &ServiceFacts, nodes: &[NodeFacts]) -> Option<&Election> {
-        let ip = *svc.addresses.get(i)?;
-        let cell = self.0.get(i)?;
-        Some(cell.get_or_init(|| elect_keeping(ip, nodes, svc.incumbents.get(&ip).into_iter().flatten())))
+    /// The election of `svc`'s address number `i` (`ip`) among `nodes`.
+    pub(crate) fn get(&self, i: usize, ip: IpAddr, svc: &ServiceFacts, nodes: &[NodeFacts]) -> Election {
+        let elect = || elect_keeping(ip, nodes, svc.incumbents.get(&ip).into_iter().flatten());
+        match self.0.get(i) {
+            Some(cell) => cell.get_or_init(elect).clone(),
+            None => elect(),
+        }
     }
 }
 
@@ -213,7 +215,7 @@ pub(crate) fn plan_with(
 ) -> Vec<AddressPlan> {
     let this = nodes.iter().find(|n| n.name == me);
     let plan = |(i, ip): (usize, &IpAddr)| {
-        let election = || elections.get(i, svc, nodes).cloned();
+        let election = || elections.get(i, *ip, svc, nodes);
         plan_address(*ip, this, me, svc, election, nodes, pools, extlbint)
     };
     svc.addresses.iter().enumerate().map(plan).collect()
@@ -225,7 +227,7 @@ fn plan_address(
     this: Option<&NodeFacts>,
     me: &str,
     svc: &ServiceFacts,
-    election: impl FnOnce() -> Option<Election>,
+    election: impl FnOnce() -> Election,
     nodes: &[NodeFacts],
     pools: &[PoolConfig],
     extlbint: &str,
@@ -244,8 +246,7 @@ fn plan_address(
     };
     if let Some(subnet) = this.subnets.iter().find(|s| s.contains(ip)) {
         reasons.push(format!("{ip} is local: it lies in {subnet} of {} on {me}", this.interface));
-        let election = election()
-            .unwrap_or_else(|| elect_keeping(ip, nodes, svc.incumbents.get(&ip).into_iter().flatten()));
+        let election = election();
         let reset = svc.local_traffic_policy;
         if reset {
             reasons.push(

@@ -94,8 +94,8 @@ pub(crate) fn reporter_with(
     nodes: &[NodeFacts],
     elections: &Elections,
 ) -> Option<String> {
-    for i in 0..svc.addresses.len() {
-        if let Some(winner) = elections.get(i, svc, nodes).and_then(|e| e.winner.clone()) {
+    for (i, ip) in svc.addresses.iter().enumerate() {
+        if let Some(winner) = elections.get(i, *ip, svc, nodes).winner {
             return Some(winner);
         }
     }
