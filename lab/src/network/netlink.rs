@@ -4,7 +4,11 @@
 //! and benches that poll. A [`RouteSocket`] opened once in a namespace serves many dumps (addresses,
 //! links, BIRD's kernel routes) with no thread or process per dump, for the sampler.
 //!
-//! Exposes [`address_protocols`], [`placements`], [`all_placements`] and [`RouteSocket`].
+//! A [`ChangeMonitor`] is the kernel's own report of changes (rtnetlink multicast): the sampler uses it to
+//! know whether anything changed while it was not looking.
+//!
+//! Exposes [`address_protocols`], [`placements`], [`all_placements`], [`RouteSocket`] and
+//! [`ChangeMonitor`].
 
 use std::io;
 use std::net::IpAddr;
@@ -212,6 +216,109 @@ impl RouteSocket {
             }
         }
         Err(io::Error::other(format!("the dump did not end after {MAX_READS} reads")))
+    }
+}
+
+// === impl ChangeMonitor ===
+
+/// rtnetlink multicast groups (`RTNLGRP_*` of linux/rtnetlink.h).
+const RTNLGRP_IPV4_IFADDR: u32 = 5;
+const RTNLGRP_IPV4_ROUTE: u32 = 7;
+const RTNLGRP_IPV6_IFADDR: u32 = 9;
+const RTNLGRP_IPV6_ROUTE: u32 = 11;
+/// Receive buffer of a monitor: room for thousands of notifications between two drains.
+const MONITOR_BUFFER_BYTES: libc::c_int = 4 << 20;
+/// Reads of one drain before the lab gives up (a drain empties what queued since the previous one).
+const MAX_DRAIN_READS: usize = 10_000;
+
+/// What a [`ChangeMonitor`] listens to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Watch {
+    /// Addresses added to or removed from any interface (IPv4 and IPv6).
+    Addresses,
+    /// Routes BIRD installs in or removes from the main table (IPv4 and IPv6).
+    BirdRoutes,
+}
+
+/// One change the kernel reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum KernelChange {
+    Address { added: bool, ip: IpAddr },
+    BirdRoute { added: bool, route: KernelRoute },
+}
+
+/// A non-blocking rtnetlink socket subscribed to the kernel's change notifications in the namespace it
+/// was opened in. The kernel queues every notification on it until [`ChangeMonitor::drain`]; one it could
+/// not queue (the buffer full) makes the next drain fail with `ENOBUFS`, so nothing is lost silently.
+#[derive(Debug)]
+pub(crate) struct ChangeMonitor {
+    socket: Socket,
+    watch: Watch,
+}
+
+impl ChangeMonitor {
+    /// Opens one in the named namespace (on a thread that enters it; blocking).
+    pub fn open_in(netns_name: &str, watch: Watch) -> io::Result<ChangeMonitor> {
+        netns::in_netns(netns_name, move || {
+            let mut socket = Socket::new(NETLINK_ROUTE)?;
+            socket.bind_auto()?;
+            socket.set_rx_buf_sz(MONITOR_BUFFER_BYTES)?;
+            let groups = match watch {
+                Watch::Addresses => [RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR],
+                Watch::BirdRoutes => [RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE],
+            };
+            for group in groups {
+                socket.add_membership(group)?;
+            }
+            socket.set_non_blocking(true)?;
+            Ok(ChangeMonitor { socket, watch })
+        })
+    }
+
+    /// Every change reported since the previous drain (or since it was opened), in order: for
+    /// [`Watch::Addresses`] every address added or removed, for [`Watch::BirdRoutes`] every BIRD route.
+    /// Fails with `ENOBUFS` when the kernel dropped notifications since the previous drain.
+    pub fn drain(&mut self) -> io::Result<Vec<KernelChange>> {
+        let mut changes = Vec::new();
+        for _ in 0..MAX_DRAIN_READS {
+            let data = match self.socket.recv_from_full() {
+                Ok((data, _)) => data,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(changes),
+                Err(e) => return Err(e),
+            };
+            let mut offset = 0;
+            while offset < data.len() {
+                let message = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[offset..])
+                    .map_err(|e| io::Error::other(format!("decoding a notification: {e}")))?;
+                let length = usize::try_from(message.header.length).unwrap_or(0);
+                if let NetlinkPayload::InnerMessage(inner) = message.payload {
+                    changes.extend(self.change(&inner));
+                }
+                if length == 0 {
+                    break;
+                }
+                offset += length.next_multiple_of(4);
+            }
+        }
+        Err(io::Error::other(format!("notifications kept coming after {MAX_DRAIN_READS} reads")))
+    }
+
+    fn change(&self, message: &RouteNetlinkMessage) -> Option<KernelChange> {
+        match (self.watch, message) {
+            (Watch::Addresses, RouteNetlinkMessage::NewAddress(a)) => {
+                Some(KernelChange::Address { added: true, ip: tag(a)?.ip })
+            }
+            (Watch::Addresses, RouteNetlinkMessage::DelAddress(a)) => {
+                Some(KernelChange::Address { added: false, ip: tag(a)?.ip })
+            }
+            (Watch::BirdRoutes, RouteNetlinkMessage::NewRoute(r)) => {
+                Some(KernelChange::BirdRoute { added: true, route: bird_route(r)? })
+            }
+            (Watch::BirdRoutes, RouteNetlinkMessage::DelRoute(r)) => {
+                Some(KernelChange::BirdRoute { added: false, route: bird_route(r)? })
+            }
+            _ => None,
+        }
     }
 }
 

@@ -4,7 +4,11 @@
 //!
 //! One rtnetlink socket per namespace is opened when sampling starts (on a thread that enters the
 //! namespace; the socket stays there), then one background thread dumps them all every interval: no
-//! process and no thread per sample. The thread stops when asked ([`Sampler::stop`], or dropping the
+//! process and no thread per sample. Beside each, a [`ChangeMonitor`] takes the kernel's own change
+//! notifications for the watched addresses and BIRD's routes: a gap between two samples (a busy machine
+//! can stall the thread) in which the kernel reported nothing is known to have changed nothing, so only
+//! the gaps next to a reported change limit what the samples can have missed
+//! ([`Timeline::max_blind_gap`]). The thread stops when asked ([`Sampler::stop`], or dropping the
 //! [`Sampler`]) or at the bound given at start, whichever comes first.
 //!
 //! A [`Timeline`] is the result: the state at the first sample, every change after it with its time, the
@@ -22,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use purelb_core::pool::Subnet;
 
-use super::netlink::{KernelRoute, RouteSocket};
+use super::netlink::{ChangeMonitor, KernelChange, KernelRoute, RouteSocket, Watch};
 use super::{KUBE_LB0, Network, RouterRoute};
 use crate::LabError;
 
@@ -61,19 +65,27 @@ impl Sampler {
             RouteSocket::open_in(netns)
                 .map_err(|e| LabError::io(format!("starting the sampler: opening rtnetlink in {netns}"), e))
         };
+        let monitor = |netns: &str, watch| {
+            ChangeMonitor::open_in(netns, watch).map_err(|e| {
+                LabError::io(format!("starting the sampler: subscribing to rtnetlink changes in {netns}"), e)
+            })
+        };
         let mut nodes = Vec::with_capacity(network.nodes().len());
         for node in network.nodes() {
             nodes.push(NodeSource {
                 name: node.name().to_owned(),
                 socket: open(node.netns())?,
+                monitor: monitor(node.netns(), Watch::Addresses)?,
                 links: HashMap::new(),
             });
         }
-        let mut sources = Sources { nodes, router: open(network.router_netns())?, ips };
+        let router = open(network.router_netns())?;
+        let router_monitor = monitor(network.router_netns(), Watch::BirdRoutes)?;
+        let mut sources = Sources { nodes, router, router_monitor, ips };
 
         let started = Instant::now();
         let mut errors = Vec::new();
-        let initial = sources.sample(&State::default(), &mut errors);
+        let (initial, reported) = sources.sample(&State::default(), &mut errors);
         if let Some(first) = errors.into_iter().next() {
             return Err(LabError::io("starting the sampler: the first sample", std::io::Error::other(first)));
         }
@@ -90,6 +102,10 @@ impl Sampler {
             changes: Vec::new(),
             errors: 0,
             kept_errors: Vec::new(),
+            kernel_changes: 0,
+            reports_lost: 0,
+            max_blind_gap: Duration::ZERO,
+            reported_last: reported.any(),
         };
         let (stop, stopped) = mpsc::channel();
         let thread = std::thread::Builder::new()
@@ -147,8 +163,14 @@ fn run(mut sources: Sources, mut timeline: Timeline, stopped: &Receiver<()>, sta
             continue;
         }
         let at = Instant::now();
-        let state = sources.sample(&timeline.last, &mut errors);
-        timeline.record(at.duration_since(started), at.duration_since(last_sample), state, &mut errors);
+        let (state, reported) = sources.sample(&timeline.last, &mut errors);
+        timeline.record(
+            at.duration_since(started),
+            at.duration_since(last_sample),
+            state,
+            reported,
+            &mut errors,
+        );
         last_sample = at;
         next += timeline.interval;
         if next < Instant::now() {
@@ -167,20 +189,24 @@ fn run(mut sources: Sources, mut timeline: Timeline, stopped: &Receiver<()>, sta
 struct Sources {
     nodes: Vec<NodeSource>,
     router: RouteSocket,
+    router_monitor: ChangeMonitor,
     ips: Vec<IpAddr>,
 }
 
 struct NodeSource {
     name: String,
     socket: RouteSocket,
+    monitor: ChangeMonitor,
     /// Interface names by index, refreshed when an address sits on an index not in it.
     links: HashMap<u32, String>,
 }
 
 impl Sources {
-    /// One sample. A namespace whose dump fails keeps its part of `previous` (and the error is pushed),
-    /// so one failed read is not reported as addresses or routes vanishing and coming back.
-    fn sample(&mut self, previous: &State, errors: &mut Vec<String>) -> State {
+    /// One sample, and what the kernel reported since the previous one (read after the dumps, so a change
+    /// between the previous sample's dumps and this one's is in this report or the previous one). A
+    /// namespace whose dump fails keeps its part of `previous` (and the error is pushed), so one failed read
+    /// is not reported as addresses or routes vanishing and coming back.
+    fn sample(&mut self, previous: &State, errors: &mut Vec<String>) -> (State, Reported) {
         let mut state = State::default();
         for node in &mut self.nodes {
             match node.holdings(&self.ips) {
@@ -198,7 +224,43 @@ impl Sources {
                 state.routes = previous.routes.clone();
             }
         }
-        state
+        let mut reported = Reported::default();
+        for node in &mut self.nodes {
+            match node.monitor.drain() {
+                Ok(changes) => {
+                    reported.changes += changes
+                        .iter()
+                        .filter(|c| matches!(c, KernelChange::Address { ip, .. } if self.ips.contains(ip)))
+                        .count();
+                }
+                Err(e) => {
+                    errors.push(format!("reading {}'s address notifications: {e}", node.name));
+                    reported.lost = true;
+                }
+            }
+        }
+        match self.router_monitor.drain() {
+            Ok(changes) => reported.changes += changes.len(),
+            Err(e) => {
+                errors.push(format!("reading the router's route notifications: {e}"));
+                reported.lost = true;
+            }
+        }
+        (state, reported)
+    }
+}
+
+/// What the kernel reported between two samples: how many changes to watched addresses or BIRD routes,
+/// and whether any of its reports were lost (then anything may have changed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Reported {
+    changes: usize,
+    lost: bool,
+}
+
+impl Reported {
+    fn any(self) -> bool {
+        self.changes > 0 || self.lost
     }
 }
 
@@ -377,6 +439,14 @@ pub struct Timeline {
     changes: Vec<TimedChange>,
     errors: usize,
     kept_errors: Vec<(Duration, String)>,
+    /// Changes to watched addresses and BIRD routes the kernel reported after the first sample.
+    kernel_changes: usize,
+    /// Samples after which the kernel's reports could not be read (lost).
+    reports_lost: usize,
+    /// The longest gap next to which the kernel reported a change or lost its reports.
+    max_blind_gap: Duration,
+    /// Whether the previous sample's report had a change (or was lost).
+    reported_last: bool,
 }
 
 impl Timeline {
@@ -394,13 +464,32 @@ impl Timeline {
             changes: Vec::new(),
             errors: 1,
             kept_errors: vec![(Duration::ZERO, why.to_owned())],
+            kernel_changes: 0,
+            reports_lost: 1,
+            max_blind_gap: Duration::MAX,
+            reported_last: true,
         }
     }
 
-    /// Adds a sample taken `at` (from the first), `gap` after the previous one.
-    fn record(&mut self, at: Duration, gap: Duration, state: State, errors: &mut Vec<String>) {
+    /// Adds a sample taken `at` (from the first), `gap` after the previous one, with what the kernel
+    /// reported since the previous sample. A change inside the gap is reported with the previous sample
+    /// or with this one, so the gap is blind (its samples may have missed something) when either has one.
+    fn record(
+        &mut self,
+        at: Duration,
+        gap: Duration,
+        state: State,
+        reported: Reported,
+        errors: &mut Vec<String>,
+    ) {
         self.samples += 1;
         self.max_gap = self.max_gap.max(gap);
+        self.kernel_changes += reported.changes;
+        self.reports_lost += usize::from(reported.lost);
+        if reported.any() || self.reported_last {
+            self.max_blind_gap = self.max_blind_gap.max(gap);
+        }
+        self.reported_last = reported.any();
         self.span = at;
         self.changes.extend(self.last.diff(&state).into_iter().map(|change| TimedChange { at, change }));
         self.last = state;
@@ -417,9 +506,27 @@ impl Timeline {
         self.samples
     }
 
-    /// The longest time between two consecutive samples: nothing shorter than this can have been missed.
+    /// The longest time between two consecutive samples.
     pub fn max_gap(&self) -> Duration {
         self.max_gap
+    }
+
+    /// The longest time between two consecutive samples in which a change can have been missed: a gap the
+    /// kernel reported no change to a watched address or route in (and lost no report) changed nothing,
+    /// however long it was. Nothing shorter than this can have been missed.
+    pub fn max_blind_gap(&self) -> Duration {
+        self.max_blind_gap
+    }
+
+    /// How many changes to the watched addresses (on any node) and to BIRD's routes on the router the
+    /// kernel reported after the first sample: 0 proves nothing changed, even between samples.
+    pub fn kernel_changes(&self) -> usize {
+        self.kernel_changes
+    }
+
+    /// How many times the kernel's change reports could not be read (some were lost).
+    pub fn reports_lost(&self) -> usize {
+        self.reports_lost
     }
 
     /// From the first sample to the last.
@@ -546,12 +653,16 @@ impl fmt::Display for Timeline {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} samples over {:?} (every {:?}, max gap {:?}), {} changes",
+            "{} samples over {:?} (every {:?}, max gap {:?}, max blind gap {:?}), {} changes; the kernel reported {} \
+             changes, {} reports lost",
             self.samples,
             self.span,
             self.interval,
             self.max_gap,
-            self.changes.len()
+            self.max_blind_gap,
+            self.changes.len(),
+            self.kernel_changes,
+            self.reports_lost
         )?;
         if self.reached_max {
             write!(f, ", stopped at its bound of {:?}", self.max)?;
