@@ -15,8 +15,8 @@ use k8s_openapi::api::core::v1::Service;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use purelb_core::allocate::{
-    AllocationIndex, GroupKey, GroupState, Outcome, Ownership, Reason, ServiceKey, claim_existing, ownership,
-    reconcile,
+    AllocationIndex, GroupCondition, GroupKey, Outcome, Ownership, Reason, ServiceKey, claim_existing,
+    ownership, reconcile,
 };
 use purelb_core::api::{ServiceGroup, annotations, conditions, events};
 use serde_json::json;
@@ -24,7 +24,10 @@ use tokio::sync::mpsc;
 
 use crate::k8s::{Desired, Note, ServiceWrite, Wanted, WriteFailed, Writer, ingress_ips};
 use crate::metrics::{GroupLabel, Metrics, ReasonLabel};
-use purelb_runtime::{Admin, Cache, ObjectId, Touched};
+use purelb_runtime::{Admin, Cache, ObjectId, Touched, take_ready};
+
+/// Watch events taken before deciding.
+const MAX_BATCH: usize = 10_000;
 
 /// A watch event of either kind.
 pub enum Change {
@@ -99,20 +102,28 @@ impl Allocator {
                     let started = Instant::now();
                     let mut touched = BTreeSet::new();
                     let mut groups_changed = false;
-                    let mut next = change;
-                    // Take everything already waiting, then decide once for the batch.
+                    let mut first = change;
+                    // Take everything already waiting, then decide once for the batch (a batch at a
+                    // time when more than MAX_BATCH are waiting).
                     loop {
-                        match next {
-                            None => bail!("the watch streams ended"),
-                            Some(Err(e)) => tracing::warn!(error = %e, "watch error; the watcher retries"),
-                            Some(Ok(Change::Service(ev))) => self.on_service(ev, &mut touched),
-                            Some(Ok(Change::Group(ev))) => {
-                                groups_changed |= self.on_group(ev);
+                        let batch = take_ready(first, &mut changes, MAX_BATCH);
+                        for item in batch.items {
+                            match item {
+                                Err(e) => tracing::warn!(error = %e, "watch error; the watcher retries"),
+                                Ok(Change::Service(ev)) => self.on_service(ev, &mut touched),
+                                Ok(Change::Group(ev)) => groups_changed |= self.on_group(ev),
                             }
                         }
+                        if batch.ended {
+                            bail!("the watch streams ended");
+                        }
+                        if !batch.full {
+                            break;
+                        }
+                        self.process(&mut touched, groups_changed && synced, started).await;
+                        groups_changed = false;
                         match futures::FutureExt::now_or_never(changes.next()) {
-                            Some(n) if touched.len() < 10_000 => next = n,
-                            Some(n) => { next = n; self.process(&mut touched, groups_changed && synced, started).await; groups_changed = false; }
+                            Some(next) => first = next,
                             None => break,
                         }
                     }
@@ -396,21 +407,9 @@ impl Allocator {
             }
             for g in defs {
                 let ns = g.namespace().unwrap_or_default();
-                let (valid, reason, message) = match &state {
-                    Some(GroupState::Usable(_)) | None => (
-                        true,
-                        conditions::GROUP_VALID.to_string(),
-                        "the allocator uses this group".to_string(),
-                    ),
-                    Some(GroupState::Invalid(why)) => {
-                        (false, Reason::InvalidServiceGroup.as_str().to_string(), why.to_string())
-                    }
-                    Some(GroupState::Duplicate(nss)) => (
-                        false,
-                        Reason::DuplicateServiceGroup.as_str().to_string(),
-                        purelb_core::allocate::duplicate_group_message(name.as_str(), nss),
-                    ),
-                };
+                let condition =
+                    state.as_ref().map_or_else(GroupCondition::usable, |s| s.condition(name.as_str()));
+                let GroupCondition { valid, reason, message } = condition;
                 let previous = g
                     .status
                     .as_ref()

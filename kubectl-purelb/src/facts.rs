@@ -20,20 +20,20 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
-use purelb_core::allocate::{AllocationIndex, ClaimConflict, ServiceKey, claim_existing};
+use purelb_core::allocate::{
+    AllocationIndex, ClaimConflict, GroupError, PoolRead, ServiceKey, claim_existing, read_pools,
+};
 use purelb_core::announce::NodeFacts;
 use purelb_core::announce::facts::{node_excluded, node_shutting_down};
 use purelb_core::announce::settings::AgentConfig;
 use purelb_core::api::{LBNodeAgent, ServiceGroup};
-use purelb_core::pool::{PoolConfig, Subnet};
+use purelb_core::pool::Subnet;
 use serde::{Deserialize, Serialize};
 
-/// Prefix of the agents' node Leases.
-pub const LEASE_PREFIX: &str = "purelb-node-";
-/// Lease annotation: the node's LAN subnets, comma-separated CIDRs.
-pub const SUBNETS_ANNOTATION: &str = "purelb.io/subnets";
-/// Lease annotation: the node's LAN interface.
-pub const INTERFACE_ANNOTATION: &str = "purelb.io/interface";
+/// The node Lease contract (core's names: prefix, annotations, the subnets' reading).
+pub use purelb_core::api::node_lease::{
+    INTERFACE_ANNOTATION, LEASE_PREFIX, SUBNETS_ANNOTATION, parse_subnets,
+};
 
 /// The IPs of `status.loadBalancer.ingress` (core's reading, shared with the agent).
 pub use purelb_core::announce::facts::ingress_ips;
@@ -60,15 +60,10 @@ pub fn rebuild_index(
     (index, conflicts)
 }
 
-/// The pools of a group with the family their place declares, each parsed by core (or its error).
-pub fn group_pools(g: &ServiceGroup) -> Vec<(String, Result<PoolConfig, String>)> {
-    let Some(local) = &g.spec.local else { return Vec::new() };
-    match local.parsed_pools() {
-        Ok(pools) => {
-            pools.into_iter().map(|(field, parsed)| (field, parsed.map_err(|e| e.to_string()))).collect()
-        }
-        Err(e) => vec![("spec.local".to_string(), Err(e.to_string()))],
-    }
+/// The pools of a group, each read by core as the allocator reads it (parsed, and which earlier pool of
+/// the group it overlaps), or core's error when the group's pool fields cannot be read at all.
+pub fn group_pools(g: &ServiceGroup) -> Result<Vec<PoolRead>, GroupError> {
+    read_pools(&g.spec)
 }
 
 /// The agents' settings: from the LBNodeAgent named `default` in the install namespace, else the first by
@@ -222,16 +217,17 @@ pub fn node_facts(
     for (name, (node, lease)) in by_name {
         let excluded = node.is_some_and(node_excluded);
         let shutting_down = node.is_some_and(node_shutting_down);
-        let (live, why, interface, subnets, reading) = match lease {
-            None => (
-                false,
-                format!("no Lease {LEASE_PREFIX}{name}: no agent runs on it"),
-                String::new(),
-                vec![],
-                None,
-            ),
+        let read = match lease {
+            None => LeaseRead {
+                live: false,
+                why: format!("no Lease {LEASE_PREFIX}{name}: no agent runs on it"),
+                interface: String::new(),
+                subnets: vec![],
+                reading: None,
+            },
             Some(l) => read_lease(l, now),
         };
+        let LeaseRead { live, why, interface, subnets, reading } = read;
         facts.push(NodeFacts {
             name: name.clone(),
             subnets: subnets.clone(),
@@ -257,30 +253,49 @@ pub fn node_facts(
     (facts, reports)
 }
 
-type LeaseRead = (bool, String, String, Vec<Subnet>, Option<LeaseReading>);
+/// What a node Lease says of its node: whether it is live and why, its LAN interface and subnets, and
+/// the Lease's own fields as read.
+struct LeaseRead {
+    live: bool,
+    why: String,
+    interface: String,
+    subnets: Vec<Subnet>,
+    reading: Option<LeaseReading>,
+}
+
+/// A Lease's holder and term: who holds it, when it was renewed, for how long, and so until when.
+pub struct LeaseTerm {
+    pub holder: Option<String>,
+    pub renewed: Option<Timestamp>,
+    pub duration_seconds: Option<i32>,
+    /// `renewTime + leaseDurationSeconds`, when both are set.
+    pub expires: Option<Timestamp>,
+}
+
+impl LeaseTerm {
+    /// The term of `lease` (an empty holder is no holder).
+    pub fn of(lease: &Lease) -> LeaseTerm {
+        let spec = lease.spec.clone().unwrap_or_default();
+        let renewed = spec.renew_time.map(|t| t.0);
+        let duration_seconds = spec.lease_duration_seconds;
+        let expires = match (renewed, duration_seconds) {
+            (Some(r), Some(d)) => r.checked_add(SignedDuration::from_secs(i64::from(d))).ok(),
+            _ => None,
+        };
+        LeaseTerm {
+            holder: spec.holder_identity.filter(|h| !h.is_empty()),
+            renewed,
+            duration_seconds,
+            expires,
+        }
+    }
+}
 
 fn read_lease(lease: &Lease, now: Timestamp) -> LeaseRead {
     let ann = lease.annotations();
     let interface = ann.get(INTERFACE_ANNOTATION).cloned().unwrap_or_default();
-    let (mut subnets, mut bad) = (Vec::new(), Vec::new());
-    for part in ann.get(SUBNETS_ANNOTATION).map_or("", String::as_str).split(',').map(str::trim) {
-        if part.is_empty() {
-            continue;
-        }
-        match Subnet::parse(part) {
-            Ok(s) if !subnets.contains(&s) => subnets.push(s),
-            Ok(_) => {}
-            Err(_) => bad.push(part.to_string()),
-        }
-    }
-    let spec = lease.spec.clone().unwrap_or_default();
-    let holder = spec.holder_identity.filter(|h| !h.is_empty());
-    let renew = spec.renew_time.map(|t| t.0);
-    let duration = spec.lease_duration_seconds;
-    let expires = match (renew, duration) {
-        (Some(r), Some(d)) => r.checked_add(SignedDuration::from_secs(i64::from(d))).ok(),
-        _ => None,
-    };
+    let (subnets, bad) = parse_subnets(ann.get(SUBNETS_ANNOTATION).map_or("", String::as_str));
+    let LeaseTerm { holder, renewed, duration_seconds, expires } = LeaseTerm::of(lease);
     let (live, why) = match (&holder, expires) {
         (None, _) => (false, "its Lease has no holder (the agent released it)".to_string()),
         (Some(_), None) => (false, "its Lease has no renewTime or leaseDurationSeconds".to_string()),
@@ -299,12 +314,12 @@ fn read_lease(lease: &Lease, now: Timestamp) -> LeaseRead {
     };
     let reading = LeaseReading {
         holder,
-        renew_time: renew.map(|r| r.to_string()),
-        duration_seconds: duration,
+        renew_time: renewed.map(|r| r.to_string()),
+        duration_seconds,
         expires: expires.map(|e| e.to_string()),
         bad_subnets: bad,
     };
-    (live, why, interface, subnets, Some(reading))
+    LeaseRead { live, why, interface, subnets, reading: Some(reading) }
 }
 
 #[cfg(test)]

@@ -131,16 +131,13 @@ pub fn report(snap: &Snapshot, show_services: bool) -> PoolsReport {
                     });
                 }
             }
-            Some(GroupState::Invalid(why)) => {
+            Some(state @ GroupState::Invalid(_)) => {
                 g.state = "invalid".into();
-                g.problem = Some(why.to_string());
+                g.problem = Some(state.condition(name).message);
             }
-            Some(GroupState::Duplicate(nss)) => {
+            Some(state @ GroupState::Duplicate(_)) => {
                 g.state = "duplicate".into();
-                g.problem = Some(format!(
-                    "defined in namespaces {}; the allocator uses none of them",
-                    nss.join(", ")
-                ));
+                g.problem = Some(state.condition(name).message);
             }
             None => {}
         }

@@ -10,7 +10,6 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use k8s_openapi::jiff::SignedDuration;
 use kube::api::Api;
 use purelb_core::allocate::{Ownership, ServiceKey, ownership};
 use purelb_core::api::conditions;
@@ -177,7 +176,7 @@ pub async fn read(cluster: &Cluster, classless_ours: bool) -> Result<Status> {
         get_opt(&Api::<Lease>::namespaced(c.clone(), ns), "purelb-allocator", "the allocator's leader Lease")
             .await?;
     let now = k8s_openapi::jiff::Timestamp::now();
-    components.push(match leader.and_then(|l| l.spec) {
+    components.push(match leader.filter(|l| l.spec.is_some()) {
         None => Component {
             name: "allocator leader Lease".into(),
             present: false,
@@ -185,13 +184,9 @@ pub async fn read(cluster: &Cluster, classless_ours: bool) -> Result<Status> {
             state: "no allocator has ever led (no Lease purelb-allocator)".into(),
             images: vec![],
         },
-        Some(s) => {
-            let holder = s.holder_identity.filter(|h| !h.is_empty());
-            let expires = match (s.renew_time, s.lease_duration_seconds) {
-                (Some(r), Some(d)) => r.0.checked_add(SignedDuration::from_secs(i64::from(d))).ok(),
-                _ => None,
-            };
-            let (healthy, state) = match (holder, expires) {
+        Some(lease) => {
+            let term = facts::LeaseTerm::of(&lease);
+            let (healthy, state) = match (term.holder, term.expires) {
                 (None, _) => (false, "released: no allocator leads".to_string()),
                 (Some(h), Some(e)) if e >= now => (true, format!("held by {h}, current until {e}")),
                 (Some(h), Some(e)) => {

@@ -84,7 +84,19 @@ pub fn validate(snap: &Snapshot) -> Report {
     // Every pool, parsed by core.
     let mut parsed: Vec<(String, String, String, PoolConfig)> = Vec::new(); // (object, group name, field, pool)
     for g in &snap.groups {
-        let pools = facts::group_pools(g);
+        let pools = match facts::group_pools(g) {
+            Ok(pools) => pools,
+            Err(e) => {
+                out.push(finding(
+                    Severity::Error,
+                    sg(g),
+                    Some("spec.local".into()),
+                    e.to_string(),
+                    "the allocator refuses the whole group (InvalidServiceGroup) until this is fixed",
+                ));
+                continue;
+            }
+        };
         if pools.is_empty() {
             out.push(finding(
                 Severity::Warning,
@@ -94,28 +106,29 @@ pub fn validate(snap: &Snapshot) -> Report {
                 "add spec.local.v4pools or v6pools",
             ));
         }
-        let mut mine: Vec<(String, PoolConfig)> = Vec::new();
-        for (field, p) in pools {
-            match p {
+        for read in pools {
+            match read.parsed {
                 Err(e) => out.push(finding(
                     Severity::Error,
                     sg(g),
-                    Some(field),
-                    e,
+                    Some(read.field),
+                    e.to_string(),
                     "the allocator refuses the whole group (InvalidServiceGroup) until this is fixed",
                 )),
                 Ok(p) => {
-                    if let Some((other, o)) = mine.iter().find(|(_, o)| o.range.overlaps(&p.range)) {
+                    if let Some((other_field, other)) = &read.overlaps {
                         out.push(finding(
                             Severity::Error,
                             sg(g),
-                            Some(field.clone()),
-                            format!("pool {} overlaps pool {} ({other}) of the same group", p.range, o.range),
+                            Some(read.field.clone()),
+                            format!(
+                                "pool {} overlaps pool {other} ({other_field}) of the same group",
+                                p.range
+                            ),
                             "make the pools of a group disjoint",
                         ));
                     }
-                    mine.push((field.clone(), p.clone()));
-                    parsed.push((sg(g), g.name_any(), field, p));
+                    parsed.push((sg(g), g.name_any(), read.field, p));
                 }
             }
         }

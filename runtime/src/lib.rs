@@ -1,6 +1,7 @@
 //! purelb-runtime: the runtime concerns both daemons share, in one place (the kubert shape).
 //!
 //! - [`admin`]: the admin HTTP server: `/livez`, `/readyz`, `/metrics`.
+//! - [`batch`]: a watch event and every one already waiting, taken together.
 //! - [`cache`]: one watch's objects by (namespace, name), re-lists handled, and what each event touched.
 //! - [`init_logging`]: JSON (default) or text logs on stderr, filtered by `RUST_LOG`.
 //! - [`shutdown_signal`]: resolves on SIGTERM or Ctrl-C.
@@ -10,12 +11,14 @@
 //!   beyond a bounded queue.
 
 pub mod admin;
+pub mod batch;
 pub mod cache;
 pub mod events;
 pub mod keyed;
 pub mod retry;
 
 pub use admin::Admin;
+pub use batch::{Batch, take_ready};
 pub use cache::{Cache, ObjectId, Touched};
 pub use events::{EventLimits, EventQueue, PushError};
 pub use keyed::Keyed;

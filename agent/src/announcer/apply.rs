@@ -1,9 +1,10 @@
-//! The kernel side of a reconcile, through the data plane: delete then add our (tagged) addresses,
-//! GARP/NA for every local take-up, the held-address gauges and one event per (Service, address)
-//! take-up.
+//! The kernel side of a reconcile, through the data plane: delete then add our (tagged) addresses
+//! ([`Applied`], or the [`ApplyError`]s of what failed), GARP/NA for every local take-up, the held-address
+//! gauges and one event per (Service, address) take-up.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use kube::Resource;
 use purelb_core::api::events;
@@ -11,6 +12,41 @@ use purelb_core::api::events;
 use super::Announcer;
 use crate::dataplane::DataPlane;
 use crate::desired::{DesiredSet, Kind, diff, takeovers};
+use crate::netlink::NetlinkError;
+
+/// What one apply did.
+#[derive(Debug, Default)]
+pub(super) struct Applied {
+    /// The desired addresses now in place.
+    pub in_place: BTreeSet<IpAddr>,
+    /// Those this apply added.
+    pub added: BTreeSet<IpAddr>,
+    /// What failed (the rest went on).
+    pub failed: Vec<ApplyError>,
+}
+
+/// One step of a reconcile's kernel work that failed.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ApplyError {
+    #[error("listing links for the connected subnets: {0}")]
+    ConnectedLinks(#[source] NetlinkError),
+    #[error("listing our addresses: {0}")]
+    ListOwned(#[source] NetlinkError),
+    #[error("listing addresses before deleting: {0}")]
+    ListBeforeDelete(#[source] NetlinkError),
+    #[error("deleting {ip}/{prefix_len} from {interface}: {source}")]
+    Delete { ip: IpAddr, prefix_len: u8, interface: String, source: NetlinkError },
+    #[error("listing links: {0}")]
+    Links(#[source] NetlinkError),
+    #[error("adding {ip}: the LAN interface {interface} is not there")]
+    NoLan { ip: IpAddr, interface: String },
+    #[error("adding {ip}: interface {interface}: {source}")]
+    ExtLb { ip: IpAddr, interface: String, source: Arc<NetlinkError> },
+    #[error("listing addresses before adding: {0}")]
+    ListBeforeAdd(#[source] NetlinkError),
+    #[error("adding {ip}/{prefix_len} to {interface}: {source}")]
+    Add { ip: IpAddr, prefix_len: u8, interface: String, source: NetlinkError },
+}
 
 impl<D: DataPlane> Announcer<D> {
     /// GARP/NA for takeovers, the held-address gauges and one event per take-up.
@@ -56,12 +92,9 @@ impl<D: DataPlane> Announcer<D> {
         }
     }
 
-    /// Deletes, then adds; returns the desired addresses now in place, those added now, and what failed
-    /// (Err: our addresses could not even be listed).
-    pub(super) async fn apply_addresses(
-        &self,
-        desired: &DesiredSet,
-    ) -> Result<(BTreeSet<IpAddr>, BTreeSet<IpAddr>, Vec<String>), String> {
+    /// Deletes, then adds; returns what is in place and what failed (Err: our addresses could not even
+    /// be listed).
+    pub(super) async fn apply_addresses(&self, desired: &DesiredSet) -> Result<Applied, ApplyError> {
         let netlink = &self.parts.dataplane;
         let metrics = &self.parts.metrics;
         let mut errors = Vec::new();
@@ -69,7 +102,7 @@ impl<D: DataPlane> Announcer<D> {
             Ok(o) => o,
             Err(e) => {
                 metrics.error("owned");
-                return Err(format!("listing our addresses: {e}"));
+                return Err(ApplyError::ListOwned(e));
             }
         };
         let d = diff(desired.targets(), &owned);
@@ -81,7 +114,7 @@ impl<D: DataPlane> Announcer<D> {
             Ok(r) => r,
             Err(e) => {
                 metrics.error("owned");
-                return Err(format!("listing addresses before deleting: {e}"));
+                return Err(ApplyError::ListBeforeDelete(e));
             }
         };
         for (o, result) in d.delete.iter().zip(results) {
@@ -91,41 +124,46 @@ impl<D: DataPlane> Announcer<D> {
                 }
                 Err(e) => {
                     metrics.error("delete");
-                    errors.push(format!("deleting {}/{} from {}: {e}", o.address, o.prefix_len, o.interface));
+                    errors.push(ApplyError::Delete {
+                        ip: o.address,
+                        prefix_len: o.prefix_len,
+                        interface: o.interface.clone(),
+                        source: e,
+                    });
                 }
             }
         }
         let mut in_place = d.kept.clone();
         let mut added = BTreeSet::new();
         if d.add.is_empty() {
-            return Ok((in_place, added, errors));
+            return Ok(Applied { in_place, added, failed: errors });
         }
         let links = if d.add.iter().any(|(_, t)| t.kind == Kind::Local) {
             match netlink.links().await {
                 Ok(l) => l,
                 Err(e) => {
                     metrics.error("links");
-                    errors.push(format!("listing links: {e}"));
+                    errors.push(ApplyError::Links(e));
                     Vec::new()
                 }
             }
         } else {
             Vec::new()
         };
-        let mut extlb: BTreeMap<String, Result<u32, String>> = BTreeMap::new();
+        let mut extlb: BTreeMap<String, Result<u32, Arc<NetlinkError>>> = BTreeMap::new();
         let mut adds = Vec::with_capacity(d.add.len());
         for (ip, t) in &d.add {
             let index = match t.kind {
                 Kind::Local => match links.iter().find(|l| l.name == t.interface) {
                     Some(l) => l.index,
                     None => {
-                        errors.push(format!("adding {ip}: the LAN interface {} is not there", t.interface));
+                        errors.push(ApplyError::NoLan { ip: *ip, interface: t.interface.clone() });
                         continue;
                     }
                 },
                 Kind::NonLocal => {
                     if !extlb.contains_key(&t.interface) {
-                        let r = netlink.ensure_extlb(&t.interface).await.map_err(|e| e.to_string());
+                        let r = netlink.ensure_extlb(&t.interface).await.map_err(Arc::new);
                         if r.is_err() {
                             metrics.error("extlb");
                         }
@@ -134,7 +172,11 @@ impl<D: DataPlane> Announcer<D> {
                     match extlb.get(&t.interface) {
                         Some(Ok(index)) => *index,
                         Some(Err(e)) => {
-                            errors.push(format!("adding {ip}: interface {}: {e}", t.interface));
+                            errors.push(ApplyError::ExtLb {
+                                ip: *ip,
+                                interface: t.interface.clone(),
+                                source: e.clone(),
+                            });
                             continue;
                         }
                         None => continue,
@@ -149,8 +191,8 @@ impl<D: DataPlane> Announcer<D> {
             Ok(r) => r,
             Err(e) => {
                 metrics.error("add");
-                errors.push(format!("listing addresses before adding: {e}"));
-                return Ok((in_place, added, errors));
+                errors.push(ApplyError::ListBeforeAdd(e));
+                return Ok(Applied { in_place, added, failed: errors });
             }
         };
         for ((_, ip, t), result) in adds.iter().zip(results) {
@@ -162,11 +204,16 @@ impl<D: DataPlane> Announcer<D> {
                 }
                 Err(e) => {
                     metrics.error("add");
-                    errors.push(format!("adding {ip}/{} to {}: {e}", t.prefix_len, t.interface));
+                    errors.push(ApplyError::Add {
+                        ip: *ip,
+                        prefix_len: t.prefix_len,
+                        interface: t.interface.clone(),
+                        source: e,
+                    });
                 }
             }
         }
-        Ok((in_place, added, errors))
+        Ok(Applied { in_place, added, failed: errors })
     }
 
     /// Sends GARP / unsolicited NA for each local address this node just took up.

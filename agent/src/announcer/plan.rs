@@ -16,6 +16,7 @@ use purelb_core::announce::view::{NodeContext, node_view};
 use purelb_core::announce::{AddressPlan, Placement};
 
 use super::Announcer;
+use super::apply::ApplyError;
 use super::index::Pending;
 use super::reports::RESET_RETRY;
 use crate::config;
@@ -23,7 +24,7 @@ use crate::dataplane::DataPlane;
 
 impl<D: DataPlane> Announcer<D> {
     /// One reconcile; returns what failed.
-    pub(super) async fn try_reconcile(&mut self) -> Vec<String> {
+    pub(super) async fn try_reconcile(&mut self) -> Vec<ApplyError> {
         let started = Instant::now();
         let me = self.settings.node.clone();
         let named = |keep: fn(&Node) -> bool| -> BTreeSet<String> {
@@ -49,7 +50,7 @@ impl<D: DataPlane> Announcer<D> {
                 }
                 Err(e) => {
                     self.parts.metrics.error("links");
-                    return vec![format!("listing links for the connected subnets: {e}")];
+                    return vec![ApplyError::ConnectedLinks(e)];
                 }
             }
         }
@@ -103,9 +104,9 @@ impl<D: DataPlane> Announcer<D> {
         if changed || pending.kernel || self.reannounce {
             let desired = std::mem::take(&mut self.desired);
             errors = match self.apply_addresses(&desired).await {
-                Ok((in_place, added, errors)) => {
-                    self.after_apply(&me, &desired, &in_place, &added).await;
-                    errors
+                Ok(applied) => {
+                    self.after_apply(&me, &desired, &applied.in_place, &applied.added).await;
+                    applied.failed
                 }
                 // Nothing is known of the kernel: keep what was held and announced as it was.
                 Err(e) => vec![e],

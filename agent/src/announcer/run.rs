@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use futures::stream::BoxStream;
-use futures::{FutureExt, Stream, StreamExt};
+use futures::{Stream, StreamExt};
 use kube::runtime::watcher;
 use purelb_core::allocate::ServiceKey;
 use tokio::sync::{mpsc, watch};
@@ -16,7 +16,7 @@ use super::{
 };
 use crate::dataplane::DataPlane;
 use crate::shutdown::Handover;
-use purelb_runtime::Touched;
+use purelb_runtime::{Touched, take_ready};
 
 impl<D: DataPlane> Announcer<D> {
     /// Runs until `stop` fires (Ok) or the watches end (Err). `removals` yields addresses someone
@@ -60,18 +60,15 @@ impl<D: DataPlane> Announcer<D> {
                 }
                 change = changes.next() => {
                     // Take everything already waiting, then reconcile once for the batch.
-                    let mut next = Some(change);
-                    let mut taken = 0;
-                    while let Some(item) = next.take() {
+                    let batch = take_ready(change, &mut changes, MAX_BATCH);
+                    for item in batch.items {
                         match item {
-                            None => return Err(LoopError::WatchEnded),
-                            Some(Err(e)) => tracing::warn!(error = %e, "watch error; the watcher retries"),
-                            Some(Ok(c)) => self.on_change(c),
+                            Err(e) => tracing::warn!(error = %e, "watch error; the watcher retries"),
+                            Ok(c) => self.on_change(c),
                         }
-                        taken += 1;
-                        if taken < MAX_BATCH {
-                            next = changes.next().now_or_never();
-                        }
+                    }
+                    if batch.ended {
+                        return Err(LoopError::WatchEnded);
                     }
                     self.log_listed();
                 }
@@ -215,6 +212,7 @@ impl<D: DataPlane> Announcer<D> {
             // long, so that the loop never takes more than about half of what it gets of the CPU.
             self.not_before = now + now.duration_since(started).clamp(MIN_GAP, MAX_GAP);
         } else {
+            let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
             tracing::warn!(?errors, retry_in = ?self.backoff, "reconcile incomplete; retrying");
             self.dirty = true;
             self.not_before = now + self.backoff;

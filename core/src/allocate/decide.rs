@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use super::holding::share_check;
+use super::holding::{ShareRefusal, share_check};
 use super::index::{AllocationIndex, GroupState, PoolSlot};
 use super::request::{FamilyPolicy, GroupSource, ServiceKey, ServiceRequest};
 use super::{Assignment, Candidate, Decision, Failure, GroupKey, How, Reason};
@@ -49,13 +49,13 @@ impl AllocationIndex {
     }
 
     /// Whether `req` may go on holding `ip` with the other Services that hold it.
-    pub(super) fn still_shareable(&self, req: &ServiceRequest, ip: IpAddr) -> Result<(), String> {
+    pub(super) fn still_shareable(&self, req: &ServiceRequest, ip: IpAddr) -> Result<(), ShareRefusal> {
         let Some(holding) = self.holding(ip) else { return Ok(()) };
         let others: Vec<ServiceKey> = holding.holders.keys().filter(|k| **k != req.key).cloned().collect();
         if others.is_empty() {
             return Ok(());
         }
-        share_check(holding, req, &others).map_err(|(_, why)| why)
+        share_check(holding, req, &others)
     }
 }
 
@@ -225,7 +225,7 @@ impl<'a> Decider<'a> {
                             with: others,
                         },
                     }),
-                    Err((reason, why)) => {
+                    Err(ShareRefusal { reason, why }) => {
                         self.rejected.push(Candidate { what: format!("address {ip}"), why: why.clone() });
                         Err(fail(reason, format!("{ip} ({source}) cannot be used: {why}")))
                     }
@@ -318,7 +318,7 @@ impl<'a> Decider<'a> {
                             how: How::Shared { key: key.to_string(), with: others },
                         });
                     }
-                    Err((_, why)) => {
+                    Err(ShareRefusal { why, .. }) => {
                         self.rejected.push(Candidate { what: format!("shared address {ip}"), why });
                     }
                 }

@@ -1,5 +1,5 @@
 //! One address's [`Holding`] (the Services that hold it, and the key they share it under) and
-//! [`share_check`], the sharing rule: whether another Service may join it. Below both the index, which
+//! [`share_check`], the sharing rule: whether another Service may join it, or the [`ShareRefusal`] why not. Below both the index, which
 //! checks it when claiming addresses Services already show, and the decision, which checks it when
 //! choosing one.
 
@@ -28,16 +28,25 @@ pub struct Holding {
     pub holders: LiteMap<ServiceKey, HolderInfo>,
 }
 
-/// Whether `req` may join the `holding` of an address held by `others`: Err carries the reason code
-/// and a sentence naming the Service and port in the way.
+/// Why a Service may not join the holders of an address.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{why}")]
+pub struct ShareRefusal {
+    /// The reason code: `AddressInUse`, `SharingConflict` or `SharingRefusedWithLocalPolicy`.
+    pub reason: Reason,
+    /// A sentence naming the Service and port in the way.
+    pub why: String,
+}
+
+/// Whether `req` may join the `holding` of an address held by `others`.
 pub(super) fn share_check(
     holding: &Holding,
     req: &ServiceRequest,
     others: &[ServiceKey],
-) -> Result<(), (Reason, String)> {
+) -> Result<(), ShareRefusal> {
     let names = others.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
     if req.local_traffic_policy {
-        return Err((
+        return Err(refuse(
             Reason::SharingRefusedWithLocalPolicy,
             format!(
                 "it is held by {names} and a Service with externalTrafficPolicy: Local may not share an address"
@@ -45,7 +54,7 @@ pub(super) fn share_check(
         ));
     }
     if let Some((k, _)) = holding.holders.iter().find(|(k, h)| h.local_traffic_policy && others.contains(k)) {
-        return Err((
+        return Err(refuse(
             Reason::SharingRefusedWithLocalPolicy,
             format!("it is held by {k}, which has externalTrafficPolicy: Local and may not share it"),
         ));
@@ -55,11 +64,11 @@ pub(super) fn share_check(
             Some(k) => format!("; to share it, set {}: {k} on this Service", annotations::ALLOW_SHARED_IP),
             None => String::new(),
         };
-        return Err((Reason::AddressInUse, format!("it is held by {names}{hint}")));
+        return Err(refuse(Reason::AddressInUse, format!("it is held by {names}{hint}")));
     };
     match holding.sharing_key.as_deref() {
         None => {
-            return Err((
+            return Err(refuse(
                 Reason::AddressInUse,
                 format!(
                     "it is held by {names}, which does not allow sharing ({} is not set on it)",
@@ -68,7 +77,7 @@ pub(super) fn share_check(
             ));
         }
         Some(theirs) if theirs != key => {
-            return Err((
+            return Err(refuse(
                 Reason::SharingConflict,
                 format!("it is held by {names} under sharing key {theirs:?}, not {key:?}"),
             ));
@@ -77,8 +86,15 @@ pub(super) fn share_check(
     }
     for (holder, info) in holding.holders.iter().filter(|(k, _)| others.contains(k)) {
         if let Some(port) = req.ports.iter().find(|p| info.ports.contains(p)) {
-            return Err((Reason::SharingConflict, format!("port {port} is already used on it by {holder}")));
+            return Err(refuse(
+                Reason::SharingConflict,
+                format!("port {port} is already used on it by {holder}"),
+            ));
         }
     }
     Ok(())
+}
+
+fn refuse(reason: Reason, why: String) -> ShareRefusal {
+    ShareRefusal { reason, why }
 }

@@ -8,61 +8,15 @@ use std::net::IpAddr;
 
 use litemap::LiteMap;
 
-use crate::api::{PoolSpecError, ServiceGroupSpec};
-use crate::pool::{Family, Pool, PoolError};
+use crate::api::ServiceGroupSpec;
+use crate::pool::{Family, Pool};
 
+use super::groups::read_pools;
+pub use super::groups::{GroupError, GroupState, PoolSlot};
 use super::holding::share_check;
-pub use super::holding::{HolderInfo, Holding};
+pub use super::holding::{HolderInfo, Holding, ShareRefusal};
 use super::request::{ServiceKey, ServiceRequest};
 use crate::group::GroupKey;
-
-/// One pool of a group, with the field it was declared in (for messages).
-#[derive(Clone, Debug)]
-pub struct PoolSlot {
-    /// e.g. `spec.local.v4pools[0]`.
-    pub field: String,
-    /// The pool and its free space.
-    pub pool: Pool,
-}
-
-/// Whether a group can be allocated from.
-#[derive(Clone, Debug)]
-pub enum GroupState {
-    /// Valid: its pools.
-    Usable(Vec<PoolSlot>),
-    /// A pool could not be read; the error names the field and the rule.
-    Invalid(GroupError),
-    /// The same name is defined in several namespaces; PureLB will not guess which one is meant.
-    Duplicate(Vec<String>),
-}
-
-/// Why a group's pools cannot be used; each names the field and the rule broken.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum GroupError {
-    /// The legacy single-pool fields cannot be read.
-    #[error("{0}")]
-    Spec(#[from] PoolSpecError),
-    /// A pool's subnet, range or aggregation was refused.
-    #[error("{field}: {error}")]
-    Pool {
-        /// e.g. `spec.local.v4pools[0]`.
-        field: String,
-        /// The rule broken.
-        error: PoolError,
-    },
-    /// Two pools of the group overlap.
-    #[error("{field}: pool {range} overlaps {other} ({other_field})")]
-    Overlap {
-        /// The later pool's field.
-        field: String,
-        /// Its range.
-        range: String,
-        /// The earlier pool's range.
-        other: String,
-        /// The earlier pool's field.
-        other_field: String,
-    },
-}
 
 #[derive(Clone, Debug)]
 struct GroupEntry {
@@ -89,7 +43,7 @@ pub struct ClaimConflict {
     /// The Services that already hold it.
     pub holders: Vec<ServiceKey>,
     /// Why the claim is not a valid share.
-    pub why: String,
+    pub why: ShareRefusal,
 }
 
 /// Usage of one group, for its status and `kubectl get sg`.
@@ -239,7 +193,7 @@ impl AllocationIndex {
                 let others: Vec<ServiceKey> =
                     holding.holders.keys().filter(|k| **k != req.key).cloned().collect();
                 if !others.is_empty()
-                    && let Err((_, why)) = share_check(holding, req, &others)
+                    && let Err(why) = share_check(holding, req, &others)
                 {
                     conflicts.push(ClaimConflict { address: *ip, holders: others, why });
                     continue;
@@ -389,26 +343,13 @@ impl AllocationIndex {
     }
 }
 
-/// Reads every pool of a group spec; the error names the field and the rule broken.
+/// Reads every pool of a group spec; the error (the first pool that cannot be used) names the field and
+/// the rule broken.
 fn build_slots(spec: &ServiceGroupSpec) -> Result<Vec<PoolSlot>, GroupError> {
-    let Some(local) = &spec.local else { return Ok(Vec::new()) };
-    let pools = local.parsed_pools()?;
-    let mut slots = Vec::with_capacity(pools.len());
-    for (field, parsed) in pools {
-        let config = match parsed {
-            Ok(config) => config,
-            Err(error) => return Err(GroupError::Pool { field, error }),
-        };
-        if let Some(other) = slots.iter().find(|s: &&PoolSlot| s.pool.config().range.overlaps(&config.range))
-        {
-            return Err(GroupError::Overlap {
-                range: config.range.to_string(),
-                other: other.pool.config().range.to_string(),
-                other_field: other.field.clone(),
-                field,
-            });
-        }
-        slots.push(PoolSlot { field, pool: Pool::new(config) });
+    let mut slots = Vec::new();
+    for read in read_pools(spec)? {
+        let config = read.usable()?.clone();
+        slots.push(PoolSlot { field: read.field, pool: Pool::new(config) });
     }
     Ok(slots)
 }

@@ -3,6 +3,7 @@
 //!
 //! - [`request`]: a Service read into a [`ServiceRequest`].
 //! - [`index`]: the [`AllocationIndex`] of groups, pools and holdings.
+//! - [`groups`]: a group's [`GroupState`] and the `Valid` [`GroupCondition`] it is shown with.
 //! - [`holding`]: one address's [`Holding`] and the sharing rule.
 //! - [`decide`]: [`AllocationIndex::decide`], the one function that decides.
 //! - [`rebuild`]: [`claim_existing`], what Services already hold, claimed in a fixed order at start-up.
@@ -11,6 +12,7 @@
 //! - [`trim`]: [`trim_service`], a Service cut down to what the allocator and the agents read, for their caches.
 
 mod decide;
+mod groups;
 mod holding;
 mod index;
 #[cfg(test)]
@@ -29,8 +31,10 @@ use std::net::IpAddr;
 
 pub use crate::group::GroupKey;
 
+pub use groups::{GroupCondition, PoolRead, read_pools};
 pub use index::{
     AllocationIndex, ClaimConflict, GroupError, GroupState, GroupUsage, Held, HolderInfo, Holding, PoolSlot,
+    ShareRefusal,
 };
 pub use rebuild::claim_existing;
 pub use reconcile::{AllocatedCondition, Outcome, reconcile};

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use k8s_openapi::api::core::v1::Service;
 use purelb_core::allocate::{
     AllocationIndex, Decision, GroupSource, GroupState, How, Outcome, Ownership, ServiceKey, ServiceRequest,
-    duplicate_group_message, ownership, reconcile,
+    ownership, reconcile,
 };
 use purelb_core::api::{LOAD_BALANCER_CLASS, annotations};
 
@@ -137,9 +137,9 @@ impl Allocation {
                 slots.iter().map(|s| format!("{} ({})", s.pool.config().range, s.field)).collect(),
                 None,
             ),
-            Some(GroupState::Invalid(why)) => ("invalid", vec![], Some(why.to_string())),
-            Some(GroupState::Duplicate(nss)) => {
-                ("duplicate", vec![], Some(duplicate_group_message(&name, nss)))
+            Some(state @ GroupState::Invalid(_)) => ("invalid", vec![], Some(state.condition(&name).message)),
+            Some(state @ GroupState::Duplicate(_)) => {
+                ("duplicate", vec![], Some(state.condition(&name).message))
             }
         };
         GroupReport { name, source: source.into(), why, defined_in, state: state.into(), pools, problem }

@@ -82,8 +82,9 @@ pub fn check_pool(
 ) -> Result<PoolConfig, String> {
     let config = PoolConfig::parse(subnet, pool, aggregation, Some(family)).map_err(|e| e.to_string())?;
     for g in existing {
-        for (field, p) in facts::group_pools(g) {
-            if let Ok(p) = p
+        for read in facts::group_pools(g).unwrap_or_default() {
+            let field = &read.field;
+            if let Ok(p) = &read.parsed
                 && p.range.overlaps(&config.range)
             {
                 return Err(format!(

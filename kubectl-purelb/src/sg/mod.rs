@@ -150,19 +150,19 @@ pub async fn list(cluster: &Cluster, format: Format) -> Result<()> {
     let rows: Vec<Vec<String>> = groups
         .iter()
         .map(|g| {
-            let pools: Vec<String> = crate::facts::group_pools(g)
-                .into_iter()
-                .map(|(field, p)| match p {
-                    Ok(p) => {
-                        if format == Format::Wide {
+            let pools: Vec<String> = match crate::facts::group_pools(g) {
+                Err(_) => vec![bad("spec.local: invalid")],
+                Ok(pools) => pools
+                    .into_iter()
+                    .map(|read| match read.parsed {
+                        Ok(p) if format == Format::Wide => {
                             format!("{} in {} agg {}", p.range, p.subnet, p.aggregation)
-                        } else {
-                            p.range.to_string()
                         }
-                    }
-                    Err(_) => bad(&format!("{field}: invalid")),
-                })
-                .collect();
+                        Ok(p) => p.range.to_string(),
+                        Err(_) => bad(&format!("{}: invalid", read.field)),
+                    })
+                    .collect(),
+            };
             let status = g.status.clone().unwrap_or_default();
             let valid =
                 status.conditions.iter().find(|c| c.type_ == purelb_core::api::conditions::GROUP_VALID);
