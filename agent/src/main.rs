@@ -42,7 +42,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use purelb_core::allocate::trim_service;
 use purelb_core::announce::facts;
-use purelb_core::api::{LBNodeAgent, ServiceGroup};
+use purelb_core::api::{LBNodeAgent, ServiceGroup, install};
 use purelb_runtime::EventLimits;
 use tokio::sync::{mpsc, watch};
 
@@ -56,7 +56,7 @@ struct Args {
     #[arg(long, env = "NODE_NAME")]
     node_name: String,
     /// The namespace PureLB is installed in (node Leases, LBNodeAgents).
-    #[arg(long, env = "POD_NAMESPACE", default_value = "purelb-system")]
+    #[arg(long, env = "POD_NAMESPACE", default_value = install::DEFAULT_NAMESPACE)]
     namespace: String,
     /// Address of the admin server (/livez, /readyz, /metrics).
     #[arg(long, default_value = "0.0.0.0:9091")]
@@ -79,7 +79,7 @@ struct Args {
     handover_timeout_ms: u64,
     /// The agent's own DaemonSet (in --namespace): on SIGTERM, routed addresses are withdrawn only if
     /// it is gone or being deleted (an uninstall); otherwise the next agent adopts them.
-    #[arg(long, default_value = "purelb-agent")]
+    #[arg(long, default_value = install::AGENT)]
     daemonset: String,
     /// Services whose report is written concurrently.
     #[arg(long, default_value_t = 16)]

@@ -16,16 +16,14 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
-use rtnetlink::packet_core::NetlinkPayload;
+use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressProtocol, AddressScope,
     CacheInfo,
 };
-use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
-use rtnetlink::packet_route::route::{RouteAttribute, RouteHeader, RouteMessage, RouteType};
-use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
-use rtnetlink::sys::AsyncSocket;
-use rtnetlink::{Handle, LinkDummy, LinkUnspec, MulticastGroup, RouteMessageBuilder};
+use rtnetlink::packet_route::link::{LinkFlags, LinkMessage};
+use rtnetlink::packet_route::route::RouteMessage;
+use rtnetlink::{Handle, LinkDummy, LinkUnspec, RouteMessageBuilder};
 use tokio::sync::Mutex;
 
 /// Address requests outstanding at once in [`Netlink::add_many`] and [`Netlink::delete_many`]: enough to
@@ -338,42 +336,6 @@ impl Netlink {
         Err(NetlinkError::NotOurs { address, interface: self.link_name(index).await? })
     }
 
-    /// Addresses removed from any link (RTM_DELADDR), by anyone, including this agent. The subscription
-    /// is live when this returns; dropping the stream closes it. Must be called inside a tokio runtime.
-    ///
-    /// The stream ends when removals may have been missed — the kernel dropped notifications because the
-    /// socket buffer overflowed, or the socket failed: re-check every address, then subscribe again.
-    pub fn removals(&self) -> Result<futures::stream::BoxStream<'static, IpAddr>, NetlinkError> {
-        /// Receive buffer for bursts (a node losing many addresses at once); the kernel caps it at
-        /// net.core.rmem_max.
-        const RECEIVE_BUFFER: usize = 1 << 20;
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| NetlinkError::NoRuntime)?;
-        let (mut connection, _handle, messages) =
-            rtnetlink::new_multicast_connection(&[MulticastGroup::Ipv4Ifaddr, MulticastGroup::Ipv6Ifaddr])
-                .map_err(NetlinkError::Connect)?;
-        connection.socket_mut().socket_mut().set_rx_buf_sz(RECEIVE_BUFFER).map_err(NetlinkError::Connect)?;
-        let task = AbortOnDrop(runtime.spawn(connection));
-        let stream = messages
-            .map(move |(message, _)| {
-                let _keep_connection = &task;
-                match message.payload {
-                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelAddress(m)) => {
-                        Notification::Removed(message_address(&m).map(|(address, _)| address))
-                    }
-                    NetlinkPayload::Overrun(_) => Notification::Lost,
-                    _ => Notification::Removed(None),
-                }
-            })
-            .take_while(|n| futures::future::ready(!matches!(n, Notification::Lost)))
-            .filter_map(|n| {
-                futures::future::ready(match n {
-                    Notification::Removed(address) => address,
-                    Notification::Lost => None,
-                })
-            });
-        Ok(stream.boxed())
-    }
-
     async fn create_dummy(&self, name: &str) -> Result<u32, NetlinkError> {
         let request = self.handle.link().add(LinkDummy::new(name).up().build());
         request
@@ -455,22 +417,6 @@ impl Netlink {
     }
 }
 
-/// What one message on the address-monitoring socket means to [`Netlink::removals`].
-enum Notification {
-    Removed(Option<IpAddr>),
-    /// The kernel dropped notifications: the caller must resynchronise.
-    Lost,
-}
-
-/// Aborts a spawned task when dropped, so a dropped stream closes its netlink socket.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 fn request(what: impl Into<String>, source: rtnetlink::Error) -> NetlinkError {
     NetlinkError::Request { what: what.into(), source }
 }
@@ -483,73 +429,10 @@ fn errno(e: &rtnetlink::Error) -> Option<i32> {
     }
 }
 
-/// The interface address of a message and whether it carries our tag. IFA_LOCAL is the local end when
-/// present (IFA_ADDRESS is then the peer of a point-to-point link); IPv6 usually sends IFA_ADDRESS only.
-fn message_address(m: &AddressMessage) -> Option<(IpAddr, bool)> {
-    let mut local = None;
-    let mut address = None;
-    let mut ours = false;
-    for attribute in &m.attributes {
-        match attribute {
-            AddressAttribute::Local(a) => local = Some(*a),
-            AddressAttribute::Address(a) => address = Some(*a),
-            AddressAttribute::Protocol(p) => ours = u8::from(*p) == PURELB_ADDR_PROTO,
-            _ => {}
-        }
-    }
-    local.or(address).map(|a| (a, ours))
-}
+mod messages;
+mod removals;
 
-fn link_name(link: &LinkMessage) -> String {
-    link.attributes
-        .iter()
-        .find_map(|a| match a {
-            LinkAttribute::IfName(name) => Some(name.clone()),
-            _ => None,
-        })
-        .unwrap_or_else(|| format!("index {}", link.header.index))
-}
-
-fn link_mac(link: &LinkMessage) -> Option<[u8; 6]> {
-    link.attributes.iter().find_map(|a| match a {
-        LinkAttribute::Address(bytes) => <[u8; 6]>::try_from(bytes.as_slice()).ok(),
-        _ => None,
-    })
-}
-
-fn is_main_default(route: &RouteMessage) -> bool {
-    let table = route
-        .attributes
-        .iter()
-        .find_map(|a| match a {
-            RouteAttribute::Table(t) => Some(*t),
-            _ => None,
-        })
-        .unwrap_or(u32::from(route.header.table));
-    route.header.destination_prefix_length == 0
-        && route.header.kind == RouteType::Unicast
-        && table == u32::from(RouteHeader::RT_TABLE_MAIN)
-}
-
-/// The output link of a route: RTA_OIF, else the first next hop of a multipath route.
-fn route_oif(route: &RouteMessage) -> Option<u32> {
-    route.attributes.iter().find_map(|a| match a {
-        RouteAttribute::Oif(index) => Some(*index),
-        RouteAttribute::MultiPath(hops) => hops.first().map(|h| h.interface_index),
-        _ => None,
-    })
-}
-
-fn route_metric(route: &RouteMessage) -> u32 {
-    route
-        .attributes
-        .iter()
-        .find_map(|a| match a {
-            RouteAttribute::Priority(p) => Some(*p),
-            _ => None,
-        })
-        .unwrap_or(0)
-}
+use messages::{is_main_default, link_mac, link_name, message_address, route_metric, route_oif};
 
 #[cfg(test)]
 pub(crate) mod testns;

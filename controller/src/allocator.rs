@@ -15,15 +15,13 @@ use k8s_openapi::api::core::v1::Service;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use purelb_core::allocate::{
-    AllocationIndex, GroupCondition, GroupKey, Outcome, Ownership, Reason, ServiceKey, claim_existing,
-    ownership, reconcile,
+    AllocationIndex, GroupKey, Outcome, Ownership, Reason, ServiceKey, claim_existing, ownership, reconcile,
 };
-use purelb_core::api::{ServiceGroup, annotations, conditions, events};
-use serde_json::json;
+use purelb_core::api::{ServiceGroup, annotations, events};
 use tokio::sync::mpsc;
 
 use crate::k8s::{Desired, Note, ServiceWrite, Wanted, WriteFailed, Writer, ingress_ips};
-use crate::metrics::{GroupLabel, Metrics, ReasonLabel};
+use crate::metrics::{Metrics, ReasonLabel};
 use purelb_runtime::{Admin, Cache, ObjectId, Touched, take_ready};
 
 /// Watch events taken before deciding.
@@ -273,7 +271,7 @@ impl Allocator {
             Outcome::InvalidRequest { kept, condition: c, .. } => {
                 let desired = Desired {
                     ips: kept.as_ref().map(|h| h.addresses.clone()).unwrap_or_default(),
-                    group: kept.as_ref().and_then(|h| h.group.as_ref()).map(ToString::to_string),
+                    group: kept.as_ref().and_then(|h| h.group.clone()),
                     condition,
                 };
                 if kept.is_none() {
@@ -297,7 +295,7 @@ impl Allocator {
                     let held = self.index.held(key).cloned();
                     let desired = Desired {
                         ips: held.as_ref().map(|h| h.addresses.clone()).unwrap_or_default(),
-                        group: held.as_ref().and_then(|h| h.group.as_ref()).map(ToString::to_string),
+                        group: held.as_ref().and_then(|h| h.group.clone()),
                         condition,
                     };
                     self.failure(&svc, desired, c.reason, c.message.clone()).await;
@@ -313,7 +311,7 @@ impl Allocator {
                 for a in assignments {
                     self.dirty_groups.insert(a.group.clone());
                 }
-                let group = decision.group().map(ToString::to_string).unwrap_or_default();
+                let group = decision.group().cloned().unwrap_or_else(|| GroupKey::new(""));
                 let desired = Desired { ips, group: Some(group), condition };
                 // The record written when the addresses were chosen says how they were chosen; a later
                 // decision that keeps them (the write still in flight, a restart, any other change to the
@@ -386,67 +384,6 @@ impl Allocator {
         }
         !freed.is_empty()
     }
-
-    /// Writes the status of every group whose usage or validity changed, and reports new problems.
-    async fn flush_groups(&mut self) {
-        for name in std::mem::take(&mut self.dirty_groups) {
-            let defs: Vec<Arc<ServiceGroup>> =
-                self.groups.iter().filter(|((_, n), _)| name == n.as_str()).map(|(_, g)| g.clone()).collect();
-            let state = self.index.group(&name).cloned();
-            let usage = self.index.usage(&name);
-            if let Some(u) = &usage {
-                let label = GroupLabel { group: name.to_string() };
-                self.metrics
-                    .pool_size
-                    .get_or_create(&label)
-                    .set(i64::try_from(u.allocated.saturating_add(u.available)).unwrap_or(i64::MAX));
-                self.metrics
-                    .pool_in_use
-                    .get_or_create(&label)
-                    .set(i64::try_from(u.allocated).unwrap_or(i64::MAX));
-            }
-            for g in defs {
-                let ns = g.namespace().unwrap_or_default();
-                let condition =
-                    state.as_ref().map_or_else(GroupCondition::usable, |s| s.condition(name.as_str()));
-                let GroupCondition { valid, reason, message } = condition;
-                let previous = g
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.conditions.iter().find(|c| c.type_ == conditions::GROUP_VALID));
-                let since = match previous {
-                    Some(c) if (c.status == "True") == valid && c.reason == reason => {
-                        c.last_transition_time.clone()
-                    }
-                    _ => k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                        k8s_openapi::jiff::Timestamp::now(),
-                    ),
-                };
-                let mut status = json!({"conditions": [{
-                    "type": conditions::GROUP_VALID, "status": if valid { "True" } else { "False" }, "reason": reason,
-                    "message": message, "lastTransitionTime": since,
-                }]});
-                if let Some(u) = &usage {
-                    status["pools"] = json!(u.pools);
-                    status["allocated"] = json!(u64::try_from(u.allocated).unwrap_or(u64::MAX));
-                    status["available"] = json!(u.available.to_string());
-                }
-                let writer = self.writer.clone();
-                let (gns, gname) = (ns.clone(), name.to_string());
-                tokio::spawn(async move { writer.group_status(&gns, &gname, status).await });
-                let id = (ns, name.to_string());
-                if !valid && self.reported_groups.get(&id) != Some(&message) {
-                    let writer = self.writer.clone();
-                    let note = format!("{reason}: {message}");
-                    let obj = g.clone();
-                    tokio::spawn(async move {
-                        writer.event_on(obj.as_ref(), true, events::INVALID_SERVICE_GROUP, note).await;
-                    });
-                    self.reported_groups.insert(id, message);
-                } else if valid {
-                    self.reported_groups.remove(&id);
-                }
-            }
-        }
-    }
 }
+
+mod groups;

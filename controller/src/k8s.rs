@@ -14,7 +14,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::{Client, Resource};
-use purelb_core::allocate::{AllocatedCondition, ServiceKey};
+use purelb_core::allocate::{AllocatedCondition, GroupKey, ServiceKey};
 pub use purelb_core::announce::facts::ingress_ips;
 use purelb_core::api::{ALLOCATED_BY_VALUE, ALLOCATOR_COMPONENT, ServiceGroup, annotations, conditions};
 use purelb_runtime::{Keyed, RetryPolicy, events};
@@ -30,7 +30,7 @@ pub struct Desired {
     /// `status.loadBalancer.ingress` IPs; empty while pending.
     pub ips: Vec<IpAddr>,
     /// `purelb.io/allocated-from`; None while pending.
-    pub group: Option<String>,
+    pub group: Option<GroupKey>,
     /// The `purelb.io/Allocated` condition.
     pub condition: Wanted,
 }
@@ -56,8 +56,12 @@ impl Desired {
     /// What a Service shows now, as far as PureLB's fields go.
     pub fn observed(svc: &Service) -> Desired {
         let ips = ingress_ips(svc);
-        let group =
-            svc.metadata.annotations.as_ref().and_then(|a| a.get(annotations::ALLOCATED_FROM)).cloned();
+        let group = svc
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(annotations::ALLOCATED_FROM))
+            .map(|g| GroupKey::new(g));
         let condition = our_condition(svc)
             .map(|c| Wanted {
                 status: c.status == "True",
@@ -193,7 +197,7 @@ impl Writer {
     /// Applies a ServiceGroup's status (usage and validity).
     pub async fn group_status(&self, namespace: &str, name: &str, status: serde_json::Value) {
         let api: Api<ServiceGroup> = Api::namespaced(self.client.clone(), namespace);
-        let body = json!({"apiVersion": "purelb.io/v1", "kind": "ServiceGroup", "metadata": {"name": name}, "status": status});
+        let body = json!({"apiVersion": purelb_core::api::API_VERSION, "kind": "ServiceGroup", "metadata": {"name": name}, "status": status});
         let pp = PatchParams::apply(MANAGER).force();
         let key = ServiceKey::new(namespace, name);
         let body = Patch::Apply(body);
@@ -252,7 +256,7 @@ fn body(w: &ServiceWrite) -> serde_json::Value {
     let mut ann = BTreeMap::new();
     if let Some(group) = &d.group {
         ann.insert(annotations::ALLOCATED_BY, ALLOCATED_BY_VALUE.to_string());
-        ann.insert(annotations::ALLOCATED_FROM, group.clone());
+        ann.insert(annotations::ALLOCATED_FROM, group.to_string());
     }
     body["metadata"]["annotations"] = json!(ann);
     body["status"] = status;

@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::Service;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use purelb_core::allocate::trim_service;
-use purelb_core::api::{ServiceGroup, events};
+use purelb_core::api::{ServiceGroup, events, install};
 use tokio::sync::mpsc;
 
 /// PureLB's allocator.
@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 #[command(version, about)]
 struct Args {
     /// The namespace PureLB is installed in (leader Lease; groups with --groups-in-namespace-only).
-    #[arg(long, env = "POD_NAMESPACE", default_value = "purelb-system")]
+    #[arg(long, env = "POD_NAMESPACE", default_value = install::DEFAULT_NAMESPACE)]
     namespace: String,
     /// This replica's identity in the leader Lease.
     #[arg(long, env = "POD_NAME")]
@@ -73,7 +73,7 @@ async fn main() -> Result<()> {
     let stop = purelb_runtime::stop_on_signals();
     let lease_cfg = lease::LeaseConfig {
         namespace: args.namespace.clone(),
-        name: "purelb-allocator".into(),
+        name: install::ALLOCATOR.into(),
         identity: identity.clone(),
         duration: Duration::from_secs(args.lease_duration),
         renew_every: Duration::from_millis(args.lease_renew_ms),

@@ -30,6 +30,9 @@ use purelb_core::api::{LBNodeAgent, ServiceGroup};
 use purelb_core::pool::Subnet;
 use serde::{Deserialize, Serialize};
 
+/// The reason the plugin shows for a Service the allocator has written no condition on (yet).
+pub const NOT_SEEN: &str = "NotSeen";
+
 /// The node Lease contract (core's names: prefix, annotations, the subnets' reading).
 pub use purelb_core::api::node_lease::{
     INTERFACE_ANNOTATION, LEASE_PREFIX, SUBNETS_ANNOTATION, parse_subnets,

@@ -269,7 +269,7 @@ async fn release_service(client: &kube::Client, key: &ServiceKey) -> Result<Vec<
         .annotations
         .iter()
         .flatten()
-        .filter(|(k, _)| k.starts_with("purelb.io/") && !is_user_annotation(k))
+        .filter(|(k, _)| k.starts_with(purelb_core::api::ANNOTATION_PREFIX) && !is_user_annotation(k))
         .map(|(k, _)| format!("annotation {k}"))
         .collect();
     if !crate::facts::ingress_ips(&svc).is_empty() {

@@ -27,7 +27,16 @@ use serde_json::Value;
 use crate::facts::DeclaredNode;
 
 /// The namespace PureLB is installed in unless told otherwise.
-pub const DEFAULT_INSTALL_NAMESPACE: &str = "purelb-system";
+pub const DEFAULT_INSTALL_NAMESPACE: &str = purelb_core::api::install::DEFAULT_NAMESPACE;
+
+/// Why one object of a file cannot be read.
+#[derive(Debug, thiserror::Error)]
+enum ObjectError {
+    #[error("no kind (expected a Kubernetes object, a List, or `nodes:`)")]
+    NoKind,
+    #[error("{what}: {source}")]
+    Unreadable { what: String, source: serde_json::Error },
+}
 
 /// Where a snapshot came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -115,7 +124,9 @@ impl Snapshot {
                 Value::Null => {}
                 Value::Object(ref map) if map.get("kind").and_then(Value::as_str) == Some("List") => {
                     for item in map.get("items").and_then(Value::as_array).cloned().unwrap_or_default() {
-                        if let Some(s) = self.add_object(item, default_namespace).map_err(bad)? {
+                        if let Some(s) =
+                            self.add_object(item, default_namespace).map_err(|e| bad(e.to_string()))?
+                        {
                             skipped.push(s);
                         }
                     }
@@ -135,7 +146,9 @@ impl Snapshot {
                     self.declared_nodes.extend(list.nodes);
                 }
                 other => {
-                    if let Some(s) = self.add_object(other, default_namespace).map_err(bad)? {
+                    if let Some(s) =
+                        self.add_object(other, default_namespace).map_err(|e| bad(e.to_string()))?
+                    {
                         skipped.push(s);
                     }
                 }
@@ -144,11 +157,12 @@ impl Snapshot {
         Ok(skipped)
     }
 
-    fn add_object(&mut self, mut obj: Value, default_namespace: &str) -> Result<Option<String>, String> {
+    /// Adds one object of a kind the reports read; `Some(what)` names one of another kind, skipped.
+    fn add_object(&mut self, mut obj: Value, default_namespace: &str) -> Result<Option<String>, ObjectError> {
         let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
         let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
         if kind.is_empty() {
-            return Err("no kind (expected a Kubernetes object, a List, or `nodes:`)".into());
+            return Err(ObjectError::NoKind);
         }
         let namespaced =
             matches!(kind.as_str(), "Service" | "ServiceGroup" | "LBNodeAgent" | "Lease" | "EndpointSlice");
@@ -159,8 +173,8 @@ impl Snapshot {
             meta.insert("namespace".into(), Value::String(default_namespace.into()));
         }
         let what = || format!("{kind} {name}");
-        fn parse<T: serde::de::DeserializeOwned>(obj: Value, what: String) -> Result<T, String> {
-            serde_json::from_value(obj).map_err(|e| format!("{what}: {e}"))
+        fn parse<T: serde::de::DeserializeOwned>(obj: Value, what: String) -> Result<T, ObjectError> {
+            serde_json::from_value(obj).map_err(|source| ObjectError::Unreadable { what, source })
         }
         match kind.as_str() {
             "Service" => self.services.push(parse(obj, what())?),

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::Api;
 use purelb_core::allocate::{Ownership, ServiceKey, ownership};
-use purelb_core::api::conditions;
+use purelb_core::api::{conditions, install};
 use serde::Serialize;
 
 use crate::cluster::Cluster;
@@ -121,7 +121,7 @@ pub async fn read(cluster: &Cluster, classless_ours: bool) -> Result<Status> {
 
     let deploy = get_opt(
         &Api::<Deployment>::namespaced(c.clone(), ns),
-        "purelb-allocator",
+        install::ALLOCATOR,
         "the allocator Deployment",
     )
     .await?;
@@ -146,7 +146,7 @@ pub async fn read(cluster: &Cluster, classless_ours: bool) -> Result<Status> {
         }
     });
     let ds =
-        get_opt(&Api::<DaemonSet>::namespaced(c.clone(), ns), "purelb-agent", "the agent DaemonSet").await?;
+        get_opt(&Api::<DaemonSet>::namespaced(c.clone(), ns), install::AGENT, "the agent DaemonSet").await?;
     components.push(match ds {
         None => Component {
             name: "DaemonSet purelb-agent".into(),
@@ -173,7 +173,7 @@ pub async fn read(cluster: &Cluster, classless_ours: bool) -> Result<Status> {
         }
     });
     let leader =
-        get_opt(&Api::<Lease>::namespaced(c.clone(), ns), "purelb-allocator", "the allocator's leader Lease")
+        get_opt(&Api::<Lease>::namespaced(c.clone(), ns), install::ALLOCATOR, "the allocator's leader Lease")
             .await?;
     let now = k8s_openapi::jiff::Timestamp::now();
     components.push(match leader.filter(|l| l.spec.is_some()) {
@@ -229,7 +229,7 @@ pub async fn read(cluster: &Cluster, classless_ours: bool) -> Result<Status> {
             }),
             None => services_with_problems.push(ServiceProblem {
                 service: key.to_string(),
-                reason: "NotSeen".into(),
+                reason: crate::facts::NOT_SEEN.into(),
                 message: format!("no {} condition: the allocator has not written it", conditions::ALLOCATED),
             }),
         }
@@ -335,13 +335,13 @@ pub async fn version(cluster: Option<&Cluster>, format: Format) -> Result<()> {
         v.server = Some(info.git_version);
         let ns = &c.install_namespace;
         if let Some(d) =
-            get_opt(&Api::<Deployment>::namespaced(c.client.clone(), ns), "purelb-allocator", "the allocator")
+            get_opt(&Api::<Deployment>::namespaced(c.client.clone(), ns), install::ALLOCATOR, "the allocator")
                 .await?
         {
             v.installed_images.extend(images(d.spec.as_ref().and_then(|s| s.template.spec.as_ref())));
         }
         if let Some(d) =
-            get_opt(&Api::<DaemonSet>::namespaced(c.client.clone(), ns), "purelb-agent", "the agent").await?
+            get_opt(&Api::<DaemonSet>::namespaced(c.client.clone(), ns), install::AGENT, "the agent").await?
         {
             v.installed_images.extend(images(d.spec.as_ref().and_then(|s| s.template.spec.as_ref())));
         }

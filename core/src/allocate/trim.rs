@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use crate::api::conditions;
 
 /// The prefix of every annotation PureLB reads or writes.
-const PURELB_PREFIX: &str = "purelb.io/";
+const PURELB_PREFIX: &str = crate::api::ANNOTATION_PREFIX;
 
 /// Keeps what [`crate::allocate::ServiceRequest::from_service`], [`crate::allocate::ownership`],
 /// [`crate::allocate::claim_existing`], the ingress, PureLB's condition and an event's object

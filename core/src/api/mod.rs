@@ -15,6 +15,10 @@ pub use service_group::{
 
 /// The API group of PureLB's CRDs.
 pub const GROUP: &str = "purelb.io";
+/// The `apiVersion` of PureLB's CRDs.
+pub const API_VERSION: &str = "purelb.io/v1";
+/// The prefix of every annotation (and label) PureLB reads or writes.
+pub const ANNOTATION_PREFIX: &str = "purelb.io/";
 /// The `spec.loadBalancerClass` PureLB answers to.
 pub const LOAD_BALANCER_CLASS: &str = "purelb.io/purelb";
 /// The group used when a Service names none.
@@ -25,6 +29,17 @@ pub const ALLOCATED_BY_VALUE: &str = "PureLB";
 pub const ALLOCATOR_COMPONENT: &str = "purelb-allocator";
 /// Event source component of the node agent.
 pub const AGENT_COMPONENT: &str = "purelb-lbnodeagent";
+
+/// The objects an install creates (the manifests in `deploy/`, the chart, `kubectl purelb install`), by
+/// the names the daemons and the plugin look them up with.
+pub mod install {
+    /// The namespace PureLB is installed in unless told otherwise.
+    pub const DEFAULT_NAMESPACE: &str = "purelb-system";
+    /// The allocator's Deployment and ServiceAccount, and its leader-election Lease.
+    pub const ALLOCATOR: &str = "purelb-allocator";
+    /// The agents' DaemonSet and ServiceAccount.
+    pub const AGENT: &str = "purelb-agent";
+}
 
 /// Annotation keys, read (user) and written (PureLB).
 pub mod annotations {

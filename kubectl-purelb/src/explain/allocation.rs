@@ -16,36 +16,38 @@ use super::report::{Candidate, GroupReport, Holder, Recorded, Replay};
 use crate::facts;
 use crate::snapshot::Snapshot;
 
-/// Whether PureLB handles `svc`, and why, in words.
-pub(super) fn ownership_why(svc: &Service, classless_ours: bool) -> (bool, String) {
+/// Whether PureLB handles a Service, and why, in words.
+pub(super) struct OwnershipWhy {
+    pub ours: bool,
+    pub why: String,
+}
+
+/// Whether PureLB handles `svc` (core's [`ownership`]), and why.
+pub(super) fn ownership_why(svc: &Service, classless_ours: bool) -> OwnershipWhy {
     let spec = svc.spec.clone().unwrap_or_default();
-    match ownership(svc, classless_ours) {
-        Ownership::Ours => (
-            true,
-            match spec.load_balancer_class.as_deref() {
-                Some(c) => format!("type LoadBalancer with loadBalancerClass {c}"),
-                None => format!(
-                    "type LoadBalancer without a loadBalancerClass: class-less Services are PureLB's by default (unless the allocator runs with --ignore-classless); {LOAD_BALANCER_CLASS} would make it explicit"
-                ),
-            },
-        ),
-        Ownership::NotLoadBalancer => (
-            false,
-            format!(
-                "spec.type is {}, not LoadBalancer: PureLB gives it nothing",
-                spec.type_.as_deref().unwrap_or("ClusterIP")
+    let owned = ownership(svc, classless_ours);
+    let ours = owned == Ownership::Ours;
+    let why = match owned {
+        Ownership::Ours => match spec.load_balancer_class.as_deref() {
+            Some(c) => format!("type LoadBalancer with loadBalancerClass {c}"),
+            None => format!(
+                "type LoadBalancer without a loadBalancerClass: class-less Services are PureLB's by default (unless the allocator runs with --ignore-classless); {LOAD_BALANCER_CLASS} would make it explicit"
             ),
+        },
+        Ownership::NotLoadBalancer => format!(
+            "spec.type is {}, not LoadBalancer: PureLB gives it nothing",
+            spec.type_.as_deref().unwrap_or("ClusterIP")
         ),
-        Ownership::OtherClass(c) => (
-            false,
-            match c {
-                Some(c) => format!(
-                    "loadBalancerClass {c} belongs to another controller; PureLB answers to {LOAD_BALANCER_CLASS}"
-                ),
-                None => "class-less, and class-less Services are not PureLB's here".to_string(),
-            },
-        ),
-    }
+        Ownership::OtherClass(Some(c)) => {
+            format!(
+                "loadBalancerClass {c} belongs to another controller; PureLB answers to {LOAD_BALANCER_CLASS}"
+            )
+        }
+        Ownership::OtherClass(None) => {
+            "class-less, and class-less Services are not PureLB's here".to_string()
+        }
+    };
+    OwnershipWhy { ours, why }
 }
 
 /// The allocator's decision for one Service, replayed.

@@ -161,7 +161,7 @@ pub(super) fn pending(ours: bool, recorded: &Recorded, replay: &Replay) -> Optio
                 Pending { reason: c.reason.clone(), message: c.message.clone(), fix: fix_for(&c.reason) }
             }
             None => Pending {
-                reason: "NotSeen".into(),
+                reason: crate::facts::NOT_SEEN.into(),
                 message: format!(
                     "no {} condition: the allocator has not written this Service (is it running? kubectl purelb status). purelb-core would decide {}: {}",
                     conditions::ALLOCATED,

@@ -72,7 +72,8 @@ pub fn find_target<'a>(snap: &'a Snapshot, key: Option<&ServiceKey>) -> Result<&
 pub fn explain(snap: &Snapshot, svc: &Service) -> Explanation {
     let key = ServiceKey::of(svc);
     let recorded = Recorded::of(svc);
-    let (ours, ours_why) = allocation::ownership_why(svc, snap.classless_ours);
+    let allocation::OwnershipWhy { ours, why: ours_why } =
+        allocation::ownership_why(svc, snap.classless_ours);
     let alloc = allocation::replay(snap, svc);
     let agents = placement::agents(snap, svc);
     let addresses = facts::ingress_ips(svc)

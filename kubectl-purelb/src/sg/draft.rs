@@ -8,9 +8,31 @@ use std::net::IpAddr;
 use k8s_openapi::api::core::v1::Node;
 use kube::ResourceExt;
 use purelb_core::api::{PoolSpec, ServiceGroup, ServiceGroupLocal, ServiceGroupSpec};
-use purelb_core::pool::{AddressRange, Family, PoolConfig, Subnet};
+use purelb_core::pool::{AddressRange, Family, PoolConfig, PoolError, Subnet};
 
 use crate::facts;
+
+/// Why an answer or a flag is refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DraftError {
+    #[error(
+        "{0:?} is not a valid name: lower-case letters, digits, '-' and '.', starting and ending with a letter or digit"
+    )]
+    BadName(String),
+    #[error(
+        "a ServiceGroup named {name} exists in namespace {namespace}: group names are unique across the cluster"
+    )]
+    NameTaken { name: String, namespace: String },
+    /// Core's parsers refused a subnet, pool or aggregation.
+    #[error("{0}")]
+    Pool(#[from] PoolError),
+    #[error("{what} is {is}, not {wanted}")]
+    WrongFamily { what: String, is: Family, wanted: Family },
+    #[error("{range} overlaps pool {other} of ServiceGroup {namespace}/{group} ({field})")]
+    Overlap { range: String, other: String, namespace: String, group: String, field: String },
+    #[error("no node subnet holds {pool} and a range is not a subnet: give its subnet ({flag})")]
+    NoSubnet { pool: String, flag: &'static str },
+}
 
 /// The group as answered so far.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -40,7 +62,7 @@ impl Draft {
 }
 
 /// The name is a DNS subdomain and no group has it (names are cluster-wide).
-pub fn check_name(name: &str, existing: &[ServiceGroup]) -> Result<(), String> {
+pub fn check_name(name: &str, existing: &[ServiceGroup]) -> Result<(), DraftError> {
     let name = name.trim();
     let ok_chars = name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
     let ends = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
@@ -50,24 +72,22 @@ pub fn check_name(name: &str, existing: &[ServiceGroup]) -> Result<(), String> {
         || !ends(name.chars().next())
         || !ends(name.chars().last())
     {
-        return Err(format!(
-            "{name:?} is not a valid name: lower-case letters, digits, '-' and '.', starting and ending with a letter or digit"
-        ));
+        return Err(DraftError::BadName(name.to_owned()));
     }
     if let Some(g) = existing.iter().find(|g| g.name_any() == name) {
-        return Err(format!(
-            "a ServiceGroup named {name} exists in namespace {}: group names are unique across the cluster",
-            g.namespace().unwrap_or_default()
-        ));
+        return Err(DraftError::NameTaken {
+            name: name.to_owned(),
+            namespace: g.namespace().unwrap_or_default(),
+        });
     }
     Ok(())
 }
 
 /// A subnet of `family`.
-pub fn check_subnet(subnet: &str, family: Family) -> Result<Subnet, String> {
-    let s = Subnet::parse(subnet).map_err(|e| e.to_string())?;
+pub fn check_subnet(subnet: &str, family: Family) -> Result<Subnet, DraftError> {
+    let s = Subnet::parse(subnet)?;
     if s.family() != family {
-        return Err(format!("{s} is {}, not {family}", s.family()));
+        return Err(DraftError::WrongFamily { what: s.to_string(), is: s.family(), wanted: family });
     }
     Ok(s)
 }
@@ -79,21 +99,21 @@ pub fn check_pool(
     aggregation: &str,
     family: Family,
     existing: &[ServiceGroup],
-) -> Result<PoolConfig, String> {
-    let config = PoolConfig::parse(subnet, pool, aggregation, Some(family)).map_err(|e| e.to_string())?;
+) -> Result<PoolConfig, DraftError> {
+    let config = PoolConfig::parse(subnet, pool, aggregation, Some(family))?;
     for g in existing {
         for read in facts::group_pools(g).unwrap_or_default() {
             let field = &read.field;
             if let Ok(p) = &read.parsed
                 && p.range.overlaps(&config.range)
             {
-                return Err(format!(
-                    "{} overlaps pool {} of ServiceGroup {}/{} ({field})",
-                    config.range,
-                    p.range,
-                    g.namespace().unwrap_or_default(),
-                    g.name_any()
-                ));
+                return Err(DraftError::Overlap {
+                    range: config.range.to_string(),
+                    other: p.range.to_string(),
+                    namespace: g.namespace().unwrap_or_default(),
+                    group: g.name_any(),
+                    field: field.clone(),
+                });
             }
         }
     }
@@ -123,10 +143,10 @@ pub fn node_subnets(nodes: &[Node], family: Family) -> Vec<Subnet> {
 
 /// The subnet for a pool given without one: the nodes' subnet that holds the whole pool, else the pool
 /// itself when it is a CIDR (a routed pool). The second value says why.
-pub fn default_subnet(pool: &str, family: Family, nodes: &[Subnet]) -> Result<(String, String), String> {
-    let range = AddressRange::parse(pool).map_err(|e| e.to_string())?;
+pub fn default_subnet(pool: &str, family: Family, nodes: &[Subnet]) -> Result<(String, String), DraftError> {
+    let range = AddressRange::parse(pool)?;
     if range.family() != family {
-        return Err(format!("{pool} is {}, not {family}", range.family()));
+        return Err(DraftError::WrongFamily { what: pool.to_owned(), is: range.family(), wanted: family });
     }
     if let Some(s) = nodes.iter().find(|s| s.contains_range(&range)) {
         return Ok((
@@ -140,10 +160,10 @@ pub fn default_subnet(pool: &str, family: Family, nodes: &[Subnet]) -> Result<(S
             format!("no node subnet holds {pool}; the pool itself is used as its subnet (a routed pool)"),
         ));
     }
-    Err(format!(
-        "no node subnet holds {pool} and a range is not a subnet: give its subnet ({})",
-        if family == Family::V4 { "--v4-subnet" } else { "--v6-subnet" }
-    ))
+    Err(DraftError::NoSubnet {
+        pool: pool.to_owned(),
+        flag: if family == Family::V4 { "--v4-subnet" } else { "--v6-subnet" },
+    })
 }
 
 /// An example pool CIDR and range inside `subnet`, for the prompt: the top sixteenth of the subnet as a
@@ -200,10 +220,10 @@ mod tests {
     fn names_are_dns_subdomains_and_unique_across_namespaces() {
         let existing = [group("other", "web", &[("192.0.2.0/24", "192.0.2.0/28")], &[])];
         assert!(check_name("db", &existing).is_ok());
-        assert!(check_name("Web", &existing).unwrap_err().contains("not a valid name"));
+        assert!(check_name("Web", &existing).unwrap_err().to_string().contains("not a valid name"));
         assert!(check_name("-x", &existing).is_err());
         assert_eq!(
-            check_name("web", &existing).unwrap_err(),
+            check_name("web", &existing).unwrap_err().to_string(),
             "a ServiceGroup named web exists in namespace other: group names are unique across the cluster"
         );
     }
@@ -213,22 +233,24 @@ mod tests {
         let existing = [group("other", "web", &[("192.0.2.0/24", "192.0.2.0/28")], &[])];
         let e = check_pool("192.0.2.0/24", "198.51.100.1-198.51.100.9", "default", Family::V4, &existing)
             .unwrap_err();
-        assert_eq!(e, "pool 198.51.100.1-198.51.100.9 is not inside subnet 192.0.2.0/24");
+        assert_eq!(e.to_string(), "pool 198.51.100.1-198.51.100.9 is not inside subnet 192.0.2.0/24");
         let e = check_pool("192.0.2.0/24", "192.0.2.10-192.0.2.20", "default", Family::V4, &existing)
             .unwrap_err();
         assert_eq!(
-            e,
+            e.to_string(),
             "192.0.2.10-192.0.2.20 overlaps pool 192.0.2.0/28 of ServiceGroup other/web (spec.local.v4pools[0])"
         );
         assert!(
             check_pool("192.0.2.0/24", "192.0.2.16-192.0.2.20", "/33", Family::V4, &existing)
                 .unwrap_err()
+                .to_string()
                 .contains("aggregation")
         );
         assert!(check_pool("192.0.2.0/24", "192.0.2.16-192.0.2.20", "/32", Family::V4, &existing).is_ok());
         assert!(
             check_pool("2001:db8::/64", "2001:db8::/120", "default", Family::V4, &existing)
                 .unwrap_err()
+                .to_string()
                 .contains("IPv6 pool in an IPv4 list")
         );
     }
@@ -246,6 +268,7 @@ mod tests {
         assert!(
             default_subnet("198.51.100.1-198.51.100.5", Family::V4, &nodes)
                 .unwrap_err()
+                .to_string()
                 .contains("--v4-subnet")
         );
     }

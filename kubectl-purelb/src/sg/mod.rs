@@ -91,7 +91,7 @@ pub fn from_flags(
             "kubectl purelb sg create NAME --v4-pool ... (or run it on a terminal to be asked)",
         ));
     };
-    draft::check_name(&name, existing).map_err(|e| hinted(e, "choose another name"))?;
+    draft::check_name(&name, existing).map_err(|e| hinted(e.to_string(), "choose another name"))?;
     if args.v4_pool.is_none() && args.v6_pool.is_none() {
         return Err(hinted("no pool given", "give --v4-pool and/or --v6-pool (a CIDR or a range a-b)"));
     }
@@ -114,7 +114,7 @@ pub fn from_flags(
             Some(s) => s.clone(),
             None => {
                 let (s, why) = draft::default_subnet(pool, family, nodes)
-                    .map_err(|e| hinted(e, format!("check {flag}")))?;
+                    .map_err(|e| hinted(e.to_string(), format!("check {flag}")))?;
                 style::eprint(&format!("{family} subnet {s}: {why}\n"));
                 s
             }
@@ -122,7 +122,7 @@ pub fn from_flags(
         let aggregation =
             agg.clone().or_else(|| args.aggregation.clone()).unwrap_or_else(|| "default".into());
         let config = draft::check_pool(&subnet, pool, &aggregation, family, existing)
-            .map_err(|e| hinted(e, format!("check {flag} and its subnet/aggregation")))?;
+            .map_err(|e| hinted(e.to_string(), format!("check {flag} and its subnet/aggregation")))?;
         let spec = PoolSpec { subnet: config.subnet.to_string(), pool: pool.trim().to_string(), aggregation };
         match family {
             Family::V4 => draft.v4 = Some(spec),
