@@ -34,8 +34,7 @@ pub use election::{Election, NodeCandidate, elect, elect_keeping, election_hash}
 
 use crate::pool::{Family, PoolConfig, Subnet};
 
-/// The label that keeps a node out of load-balancer announcements.
-pub const EXCLUDE_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
+pub use crate::api::EXCLUDE_LABEL;
 
 /// What PureLB knows about one node (from its Node object and its agent's Lease).
 #[derive(Clone, Debug, PartialEq, Eq)]

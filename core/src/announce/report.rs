@@ -28,10 +28,9 @@ use crate::pool::{Family, PoolConfig};
 use k8s_openapi::api::core::v1::Service;
 use kube::ResourceExt;
 
-/// Condition reason: every address is announced by some node.
-pub const REASON_ANNOUNCED: &str = "Announced";
-/// Condition reason: some address is announced by no node.
-pub const REASON_NOT_ANNOUNCED: &str = "NotAnnounced";
+pub use crate::api::conditions::{
+    ANNOUNCED_REASON as REASON_ANNOUNCED, NOT_ANNOUNCED_REASON as REASON_NOT_ANNOUNCED,
+};
 /// Nodes named in a non-local summary before "and N more".
 const NAMES_SHOWN: usize = 5;
 

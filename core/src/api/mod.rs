@@ -29,6 +29,8 @@ pub const ALLOCATED_BY_VALUE: &str = "PureLB";
 pub const ALLOCATOR_COMPONENT: &str = "purelb-allocator";
 /// Event source component of the node agent.
 pub const AGENT_COMPONENT: &str = "purelb-lbnodeagent";
+/// The Node label that keeps a node out of load-balancer announcements (Kubernetes' own).
+pub const EXCLUDE_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
 
 /// The objects an install creates (the manifests in `deploy/`, the chart, `kubectl purelb install`), by
 /// the names the daemons and the plugin look them up with.
@@ -119,6 +121,11 @@ pub mod conditions {
 
     /// Every Service condition type PureLB writes.
     pub const ALL: [&str; 2] = [ALLOCATED, ANNOUNCED];
+
+    /// [`ANNOUNCED`] reason: every address is announced by some node.
+    pub const ANNOUNCED_REASON: &str = "Announced";
+    /// [`ANNOUNCED`] reason: some address is announced by no node.
+    pub const NOT_ANNOUNCED_REASON: &str = "NotAnnounced";
 
     /// The ServiceGroup condition the allocator writes: `True` with reason [`GROUP_VALID`] when it uses
     /// the group, `False` with `InvalidServiceGroup` or `DuplicateServiceGroup`.
