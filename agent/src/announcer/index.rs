@@ -4,8 +4,11 @@
 //! keeps it) and the ready endpoint nodes per Service, kept up to date from each EndpointSlice event.
 //!
 //! A reconcile re-plans only the touched Services and those sharing their addresses; everything is
-//! re-planned when what every Service depends on changes (the nodes' facts, the pools, the
-//! settings, the connected subnets), after a re-list, and once a minute as a backstop.
+//! re-planned when what every Service depends on changes (this node's facts, the pools, the settings,
+//! the connected subnets), after a re-list, and once a minute as a backstop. When only other nodes'
+//! facts change (a Lease expires or comes back), the Services whose placement here the change can reach
+//! (core's `announce::change`) are re-planned first and everything at the next reconcile: the data plane
+//! moves before the reports are rewritten.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -55,6 +58,11 @@ impl Index {
     /// Every Service the index knows of (to re-plan all, including those gone from the cache).
     pub(super) fn known(&self) -> impl Iterator<Item = &ServiceKey> {
         self.addresses.keys()
+    }
+
+    /// Every address of our Services, as last planned.
+    pub(super) fn all_addresses(&self) -> impl Iterator<Item = &IpAddr> {
+        self.by_address.keys()
     }
 
     /// The Services that hold one of `ips`.

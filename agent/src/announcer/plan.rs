@@ -13,7 +13,8 @@ use kube::ResourceExt;
 use purelb_core::allocate::ServiceKey;
 use purelb_core::announce::facts;
 use purelb_core::announce::view::{NodeContext, node_view};
-use purelb_core::announce::{AddressPlan, Placement};
+use purelb_core::announce::{AddressPlan, NodeFacts, Placement, change};
+use purelb_core::pool::PoolConfig;
 
 use super::Announcer;
 use super::apply::ApplyError;
@@ -34,9 +35,27 @@ impl<D: DataPlane> Announcer<D> {
         let nodes = self.tracker.facts(|n| excluded.contains(n), |n| shutting_down.contains(n));
         let pools = facts::pools(self.groups.values());
         let extlbint = self.config.extlbint.clone();
-        if self.inputs.as_ref().is_none_or(|(n, p, e)| *n != nodes || *p != pools || *e != extlbint) {
-            self.pending.all = true;
-            self.inputs = Some((nodes.clone(), pools.clone(), extlbint.clone()));
+        let mut then_all = false;
+        match &self.inputs {
+            Some((n, p, e)) if *p == pools && *e == extlbint => {
+                if *n != nodes {
+                    // Only other nodes changed (a Lease expired or came back): the placements that
+                    // can move here go first, every Service (the reports) at the next reconcile.
+                    match self.reachable(&me, n, &nodes, &pools) {
+                        Some(keys) => {
+                            tracing::debug!(services = keys.len(), "other nodes changed: their reach first");
+                            self.pending.services.extend(keys);
+                            then_all = true;
+                        }
+                        None => self.pending.all = true,
+                    }
+                    self.inputs = Some((nodes.clone(), pools.clone(), extlbint.clone()));
+                }
+            }
+            _ => {
+                self.pending.all = true;
+                self.inputs = Some((nodes.clone(), pools.clone(), extlbint.clone()));
+            }
         }
         if self.pending.all || self.pending.connected {
             match self.parts.dataplane.links().await {
@@ -116,6 +135,10 @@ impl<D: DataPlane> Announcer<D> {
         if !errors.is_empty() {
             self.pending.kernel = true;
         }
+        if then_all {
+            self.pending.all = true;
+            self.dirty = true;
+        }
         tracing::debug!(
             services = self.services.len(),
             replanned = todo.len(),
@@ -126,6 +149,34 @@ impl<D: DataPlane> Announcer<D> {
             "reconcile"
         );
         errors
+    }
+
+    /// The Services whose placement on this node a change of the other nodes (`before` to `after`) can
+    /// reach (core's `change::placement_may_change`), with those sharing their addresses; None when
+    /// this node itself changed (everything can move).
+    fn reachable(
+        &self,
+        me: &str,
+        before: &[NodeFacts],
+        after: &[NodeFacts],
+        pools: &[PoolConfig],
+    ) -> Option<BTreeSet<ServiceKey>> {
+        let changed = change::changed_nodes(before, after);
+        if changed.iter().any(|c| c.name == me) {
+            return None;
+        }
+        let this = after.iter().find(|n| n.name == me)?;
+        let ips: BTreeSet<IpAddr> = self.index.all_addresses().copied().collect();
+        let incumbents = self.index.incumbents(&ips, &self.services);
+        let none = BTreeSet::new();
+        let moving: Vec<IpAddr> = ips
+            .into_iter()
+            .filter(|ip| {
+                let held = incumbents.get(ip).unwrap_or(&none);
+                change::placement_may_change(this, *ip, held, &changed, after, pools)
+            })
+            .collect();
+        Some(self.index.sharers(&moving))
     }
 
     /// The Services to re-plan: every one (`all`), or the touched ones and those sharing an address

@@ -95,6 +95,11 @@ fn listed<K>(objects: Vec<K>, wrap: impl Fn(watcher::Event<K>) -> Change) -> Vec
 /// Starts the loop on `dp` with `services` listed, the local group `local` (192.0.2.200-220) and the
 /// routed group `remote` (198.51.100.0/24), and this node's Lease lasting `lease`.
 fn start(dp: &FakeDataPlane, services: Vec<Service>, lease: Duration) -> Running {
+    start_with(dp, services, lease, Vec::new())
+}
+
+/// [`start`], with the Leases of other nodes listed beside this node's own.
+fn start_with(dp: &FakeDataPlane, services: Vec<Service>, lease: Duration, others: Vec<Lease>) -> Running {
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = crate::metrics::Metrics::register(&mut registry);
     let config = kube::Config::new("http://127.0.0.1:9".parse().expect("a URI"));
@@ -138,7 +143,7 @@ fn start(dp: &FakeDataPlane, services: Vec<Service>, lease: Duration) -> Running
     let initial = [
         listed(services, Change::Service),
         listed(Vec::new(), Change::Slice),
-        listed(vec![own_lease(lease)], Change::Lease),
+        listed(std::iter::once(own_lease(lease)).chain(others).collect(), Change::Lease),
         listed(Vec::new(), |e| Change::Node(Box::new(e))),
         listed(groups, Change::Group),
         listed(Vec::new(), Change::Agent),
@@ -282,5 +287,32 @@ async fn each_endpoint_slice_event_moves_an_etp_local_address() {
     eventually("placed again", || holds(&dp, "kube-lb0", "198.51.100.7")).await;
     running.send(Change::Slice(watcher::Event::Delete(slice("api-3", "api", NODE))));
     eventually("withdrawn again", || !holds(&dp, "kube-lb0", "198.51.100.7")).await;
+    running.stop().await;
+}
+
+/// Another node's Lease, renewed now.
+fn peer_lease(node: &str) -> Lease {
+    let mut body = lease_body(node, "purelb-system", &lan(), LONG, &MicroTime(Timestamp::now()));
+    body["metadata"]["resourceVersion"] = json!("1");
+    serde_json::from_value(body).expect("a Lease")
+}
+
+#[tokio::test]
+async fn a_local_address_moves_here_when_its_holders_lease_goes() {
+    let dp = node_network();
+    let mut web = service("web", "192.0.2.200", "local");
+    web.metadata
+        .annotations
+        .get_or_insert_default()
+        .insert("purelb.io/announcing-IPv4".into(), "node-b, eth0".into());
+    let services = vec![web, service("api", "198.51.100.5", "remote")];
+    let running = start_with(&dp, services, LONG, vec![peer_lease("node-b")]);
+    eventually("the routed address in place", || holds(&dp, "kube-lb0", "198.51.100.5")).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!holds(&dp, "eth0", "192.0.2.200"), "node-b announces it and is live: it keeps it");
+    // node-b leaves (its agent deleted its Lease on shutdown): positive evidence, the address moves here.
+    running.send(Change::Lease(watcher::Event::Delete(peer_lease("node-b"))));
+    eventually("192.0.2.200 taken over", || holds(&dp, "eth0", "192.0.2.200")).await;
+    assert!(holds(&dp, "kube-lb0", "198.51.100.5"), "the routed address stays");
     running.stop().await;
 }

@@ -15,8 +15,10 @@
 //!   the policy must be reset (the seed: "PureLB will reset External Traffic Policy to Cluster").
 //!
 //! Every answer carries its reasons so that `explain` can show them. [`facts`] turns watched objects
-//! into these inputs; [`report`] decides which agent reports a Service's announcement and what it shows.
+//! into these inputs; [`report`] decides which agent reports a Service's announcement and what it shows;
+//! [`change`] says which placements a change of other nodes can reach.
 
+pub mod change;
 pub mod departure;
 mod election;
 pub mod facts;
