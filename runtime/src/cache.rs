@@ -4,6 +4,7 @@
 //! dropped then, and the caller gets what it replaced to find them.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::sync::Arc;
 
 use kube::runtime::watcher;
@@ -125,6 +126,13 @@ impl<K> Cache<K> {
         self.objects.keys()
     }
 
+    /// Every object's id after `after` (all of them when `None`), in order: for walking the cache a
+    /// slice at a time.
+    pub fn ids_after(&self, after: Option<&ObjectId>) -> impl Iterator<Item = &ObjectId> {
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.objects.range::<ObjectId, _>((from, Bound::Unbounded)).map(|(id, _)| id)
+    }
+
     /// How many objects are cached.
     pub fn len(&self) -> usize {
         self.objects.len()
@@ -193,5 +201,20 @@ mod tests {
         assert_eq!(gone, [&("ns".to_string(), "gone".to_string())]);
         assert_eq!(value(&c, "kept").as_deref(), Some("2"));
         assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn ids_after_walks_the_cache_in_order_from_a_cursor() {
+        let mut c = Cache::default();
+        for name in ["c", "a", "b"] {
+            c.apply(watcher::Event::Apply(cm(name, "1")));
+        }
+        let names = |ids: Vec<&ObjectId>| ids.into_iter().map(|(_, n)| n.clone()).collect::<Vec<_>>();
+        assert_eq!(names(c.ids_after(None).collect()), ["a", "b", "c"]);
+        let a = ("ns".to_string(), "a".to_string());
+        assert_eq!(names(c.ids_after(Some(&a)).collect()), ["b", "c"]);
+        // A cursor on an object that is gone still walks on from where it was.
+        let gone = ("ns".to_string(), "bb".to_string());
+        assert_eq!(names(c.ids_after(Some(&gone)).collect()), ["c"]);
     }
 }

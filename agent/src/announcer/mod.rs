@@ -89,8 +89,10 @@ const TICK: Duration = Duration::from_millis(250);
 /// How often everything is reconciled even without events (drift repair).
 const RESYNC: Duration = Duration::from_secs(10);
 /// How often every Service is planned again even without events (a backstop for the incremental
-/// bookkeeping).
+/// bookkeeping), a slice at a time in [`REPLAN_STEPS`] steps, so the cost is spread over the period.
 const REPLAN: Duration = Duration::from_secs(60);
+/// The steps of one [`REPLAN`] period.
+const REPLAN_STEPS: u32 = 60;
 /// The shortest gap between two reconciles.
 const MIN_GAP: Duration = Duration::from_millis(10);
 /// The longest gap after a long reconcile.
@@ -171,6 +173,8 @@ pub struct Announcer<D> {
     pending: Pending,
     /// Our Services by address, and the endpoint nodes per Service.
     index: Index,
+    /// The last Service the backstop planned again (it walks the cache a slice per step).
+    backstop: Option<purelb_runtime::ObjectId>,
     /// The inputs every plan depends on, as last planned with (a change re-plans every Service).
     inputs: Option<(Vec<NodeFacts>, Vec<PoolConfig>, String)>,
     /// The subnets connected on this node's other interfaces, as last read.
@@ -229,6 +233,7 @@ impl<D: DataPlane> Announcer<D> {
             announced: Announced::default(),
             pending: Pending::default(),
             index: Index::default(),
+            backstop: None,
             inputs: None,
             connected: None,
             yielded_planned: BTreeSet::new(),

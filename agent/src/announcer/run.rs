@@ -12,11 +12,12 @@ use purelb_core::allocate::ServiceKey;
 use tokio::sync::{mpsc, watch};
 
 use super::{
-    Announcer, Change, LoopError, MAX_BACKOFF, MAX_BATCH, MAX_GAP, MIN_BACKOFF, MIN_GAP, REPLAN, RESYNC, TICK,
+    Announcer, Change, LoopError, MAX_BACKOFF, MAX_BATCH, MAX_GAP, MIN_BACKOFF, MIN_GAP, REPLAN,
+    REPLAN_STEPS, RESYNC, TICK,
 };
 use crate::dataplane::DataPlane;
 use crate::shutdown::Handover;
-use purelb_runtime::{Touched, take_ready};
+use purelb_runtime::{ObjectId, Touched, take_ready};
 
 impl<D: DataPlane> Announcer<D> {
     /// Runs until `stop` fires (Ok) or the watches end (Err). `removals` yields addresses someone
@@ -33,7 +34,8 @@ impl<D: DataPlane> Announcer<D> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut resync = tokio::time::interval(RESYNC);
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        let mut replan = tokio::time::interval_at(tokio::time::Instant::now() + REPLAN, REPLAN);
+        let step = REPLAN / REPLAN_STEPS;
+        let mut replan = tokio::time::interval_at(tokio::time::Instant::now() + step, step);
         replan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let (_, mut sighted) = mpsc::channel(1);
         if let Some(rx) = self.sighted.take() {
@@ -89,11 +91,7 @@ impl<D: DataPlane> Announcer<D> {
                     self.pending.connected = true;
                     self.dirty = true;
                 }
-                _ = replan.tick() => {
-                    // A backstop for the incremental bookkeeping: every Service is planned again.
-                    self.pending.all = true;
-                    self.dirty = true;
-                }
+                _ = replan.tick() => self.backstop_step(),
                 _ = tokio::time::sleep_until(wake), if due => {}
             }
             if self.dirty && self.synced() && Instant::now() >= self.not_before {
@@ -146,6 +144,31 @@ impl<D: DataPlane> Announcer<D> {
     pub(super) fn touch(&mut self, key: ServiceKey) {
         self.pending.services.insert(key);
         self.dirty = true;
+    }
+
+    /// The backstop for the incremental bookkeeping: every Service is planned again once per [`REPLAN`],
+    /// the next slice of the cache at each of its [`REPLAN_STEPS`] steps (a spike of the whole once a
+    /// minute kept the loop from its Lease's events at scale), with the Services gone from the cache
+    /// that the index or the writer still knows.
+    pub(super) fn backstop_step(&mut self) {
+        let per_step = self.services.len().div_ceil(REPLAN_STEPS as usize).max(1);
+        let slice: Vec<ObjectId> =
+            self.services.ids_after(self.backstop.as_ref()).take(per_step).cloned().collect();
+        // At the end of the cache the next walk starts again from its beginning.
+        self.backstop = if slice.len() < per_step { None } else { slice.last().cloned() };
+        let gone: Vec<ServiceKey> = self
+            .index
+            .known()
+            .chain(self.submitted.keys())
+            .filter(|k| self.services.get(&k.namespace, &k.name).is_none())
+            .cloned()
+            .collect();
+        for (namespace, name) in slice {
+            self.touch(ServiceKey::new(namespace, name));
+        }
+        for key in gone {
+            self.touch(key);
+        }
     }
 
     /// Everything is planned again at the next reconcile.
