@@ -98,7 +98,7 @@ pub(super) fn replay(snap: &Snapshot, svc: &Service) -> Allocation {
         Outcome::Decided { decision, .. } => decision.addresses(),
     };
     let replay = Replay {
-        reason: c.reason.as_str().into(),
+        reason: c.reason,
         message: c.message.clone(),
         addresses: addresses.iter().map(ToString::to_string).collect(),
         group: decision.as_ref().and_then(|d| d.group()).map(ToString::to_string),

@@ -25,7 +25,7 @@ pub(super) fn allocation_disagreements(
     let mut disagreements = Vec::new();
     if ours {
         if let Some(c) = &recorded.allocated
-            && c.reason != replay.reason
+            && c.reason != replay.reason.as_str()
         {
             disagreements.push(format!(
                     "the allocator recorded {} ({}) but purelb-core decides {} now ({}){}",
@@ -33,15 +33,14 @@ pub(super) fn allocation_disagreements(
                     c.status,
                     replay.reason,
                     replay.message,
-                    if replay.reason == Reason::Allocated.as_str() {
+                    if replay.reason == Reason::Allocated {
                         "; the allocator retries when a group or Service changes — if this stays, check that it runs (kubectl purelb status)"
                     } else {
                         ""
                     }
                 ));
         }
-        if replay.reason == Reason::Allocated.as_str() && has_ingress && replay.addresses != recorded.ingress
-        {
+        if replay.reason == Reason::Allocated && has_ingress && replay.addresses != recorded.ingress {
             disagreements.push(format!(
                 "status.loadBalancer.ingress is {} but purelb-core gives {} now",
                 recorded.ingress.join(", "),
@@ -168,10 +167,10 @@ pub(super) fn pending(ours: bool, recorded: &Recorded, replay: &Replay) -> Optio
                     replay.reason,
                     replay.message
                 ),
-                fix: if replay.reason == Reason::Allocated.as_str() {
+                fix: if replay.reason == Reason::Allocated {
                     "start the allocator (kubectl purelb install; kubectl purelb status)".into()
                 } else {
-                    fix_for(&replay.reason)
+                    fix(replay.reason).into()
                 },
             },
         })

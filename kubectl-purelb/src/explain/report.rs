@@ -3,6 +3,7 @@
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use purelb_core::allocate::Reason;
 use purelb_core::api::{annotations, conditions};
 use serde::Serialize;
 
@@ -101,7 +102,7 @@ pub struct Candidate {
 #[serde(rename_all = "camelCase")]
 pub struct Replay {
     /// The reason code core gives now.
-    pub reason: String,
+    pub reason: Reason,
     /// Its message.
     pub message: String,
     /// The addresses core gives now.

@@ -64,7 +64,7 @@ fn echoserver_default_group_lowest_free_local_and_elected() {
     assert!(e.ours);
     assert_eq!((e.group.name.as_str(), e.group.source.as_str()), ("default", "default"));
     assert!(e.group.why.contains("no purelb.io/service-group annotation"));
-    assert_eq!(e.replay.reason, "Allocated");
+    assert_eq!(e.replay.reason, Reason::Allocated);
     let a = &e.addresses[0];
     assert_eq!((a.address.as_str(), a.how.as_str()), ("172.30.250.53", "lowestFree"));
     assert_eq!(a.pool.as_deref(), Some("172.30.250.53-172.30.250.99"));
@@ -157,7 +157,7 @@ fn a_pending_service_names_the_reason_and_the_fix() {
     let p = e.pending.as_ref().unwrap();
     assert_eq!(p.reason, "NoServiceGroup");
     assert!(p.fix.contains("sg create"));
-    assert_eq!(e.replay.reason, "NoServiceGroup");
+    assert_eq!(e.replay.reason, Reason::NoServiceGroup);
     assert!(e.disagreements.is_empty(), "{:?}", e.disagreements);
     assert_eq!(e.group.state, "missing");
     let text = render(&e);
@@ -236,7 +236,7 @@ fn an_address_claimed_twice_is_an_address_conflict() {
     old.metadata.creation_timestamp = Some(yaml("'2020-01-01T00:00:00Z'"));
     s.services.extend([old, allocated("ns", "new", "localaddr", &["192.0.2.200"])]);
     let e = explained(&s, "ns", "new");
-    assert_eq!(e.replay.reason, "AddressConflict");
+    assert_eq!(e.replay.reason, Reason::AddressConflict);
     assert!(e.replay.message.contains("is also held by ns/old"), "{}", e.replay.message);
 }
 
@@ -247,7 +247,7 @@ fn an_unreadable_annotation_keeps_the_address_in_the_allocators_words() {
     svc.metadata.annotations.as_mut().unwrap().insert("purelb.io/addresses".into(), "not-an-address".into());
     s.services.push(svc.clone());
     let e = explained(&s, "ns", "x");
-    assert_eq!(e.replay.reason, "InvalidRequest");
+    assert_eq!(e.replay.reason, Reason::InvalidRequest);
     assert_eq!(e.replay.addresses, ["192.0.2.200"]);
     // The allocator's own words, from the same core function on the same index.
     let (mut index, _) = crate::facts::rebuild_index(&s.groups, &s.services, s.classless_ours, None);
