@@ -5,10 +5,10 @@
 //!
 //! A reconcile re-plans only the touched Services and those sharing their addresses; everything is
 //! re-planned when what every Service depends on changes (this node's facts, the pools, the settings,
-//! the connected subnets), after a re-list, and once a minute as a backstop. When only other nodes'
-//! facts change (a Lease expires or comes back), the Services whose placement here the change can reach
-//! (core's `announce::change`) are re-planned first and everything at the next reconcile: the data plane
-//! moves before the reports are rewritten.
+//! the connected subnets), after a re-list, and once a minute as a backstop (a sixtieth each second).
+//! When only other nodes' facts change (a Lease expires, is deleted or comes back), only the Services
+//! whose view here the change can reach (core's `announce::change::view_may_change`: placements, and
+//! the report when this node is or may become their reporter) are re-planned.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;

@@ -56,7 +56,7 @@ mod settings;
 mod tests;
 mod view;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -186,6 +186,8 @@ pub struct Announcer<D> {
     /// The addresses this node must hold, kept up to date one Service at a time.
     desired: DesiredSet,
     submitted: HashMap<ServiceKey, ServiceReport>,
+    /// The Services this node reported at its last plan of them (it was their reporter).
+    reporting: HashSet<ServiceKey>,
     resets: HashMap<ServiceKey, (String, Instant)>,
     dirty: bool,
     not_before: Instant,
@@ -240,6 +242,7 @@ impl<D: DataPlane> Announcer<D> {
             local_held: BTreeSet::new(),
             desired: DesiredSet::default(),
             submitted: HashMap::new(),
+            reporting: HashSet::new(),
             resets: HashMap::new(),
             dirty: true,
             not_before: Instant::now(),

@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::Node;
 use kube::ResourceExt;
 use purelb_core::allocate::ServiceKey;
 use purelb_core::announce::facts;
+use purelb_core::announce::report::ServiceReport;
 use purelb_core::announce::view::{NodeContext, node_view};
 use purelb_core::announce::{AddressPlan, NodeFacts, Placement, change};
 use purelb_core::pool::PoolConfig;
@@ -35,17 +36,18 @@ impl<D: DataPlane> Announcer<D> {
         let nodes = self.tracker.facts(|n| excluded.contains(n), |n| shutting_down.contains(n));
         let pools = facts::pools(self.groups.values());
         let extlbint = self.config.extlbint.clone();
-        let mut then_all = false;
         match &self.inputs {
             Some((n, p, e)) if *p == pools && *e == extlbint => {
                 if *n != nodes {
-                    // Only other nodes changed (a Lease expired or came back): the placements that
-                    // can move here go first, every Service (the reports) at the next reconcile.
+                    // Only other nodes changed (a Lease expired, was deleted or came back): re-plan the
+                    // Services whose view here the change can reach, not every Service.
                     match self.reachable(&me, n, &nodes, &pools) {
                         Some(keys) => {
-                            tracing::debug!(services = keys.len(), "other nodes changed: their reach first");
+                            tracing::debug!(
+                                services = keys.len(),
+                                "other nodes changed: re-planning what they reach"
+                            );
                             self.pending.services.extend(keys);
-                            then_all = true;
                         }
                         None => self.pending.all = true,
                     }
@@ -102,6 +104,7 @@ impl<D: DataPlane> Announcer<D> {
             let Some(svc) = self.services.get(&key.namespace, &key.name) else {
                 self.desired.set_service(key, &[]);
                 self.submitted.remove(key);
+                self.reporting.remove(key);
                 self.resets.remove(key);
                 self.refused.remove(key);
                 continue;
@@ -114,6 +117,11 @@ impl<D: DataPlane> Announcer<D> {
                 _ => None,
             });
             self.reset_traffic_policy(key, reset);
+            if view.report.is_some() {
+                self.reporting.insert(key.clone());
+            } else {
+                self.reporting.remove(key);
+            }
             self.report(key, view.report);
         }
         let planned = Instant::now();
@@ -135,10 +143,6 @@ impl<D: DataPlane> Announcer<D> {
         if !errors.is_empty() {
             self.pending.kernel = true;
         }
-        if then_all {
-            self.pending.all = true;
-            self.dirty = true;
-        }
         tracing::debug!(
             services = self.services.len(),
             replanned = todo.len(),
@@ -151,9 +155,9 @@ impl<D: DataPlane> Announcer<D> {
         errors
     }
 
-    /// The Services whose placement on this node a change of the other nodes (`before` to `after`) can
-    /// reach (core's `change::placement_may_change`), with those sharing their addresses; None when
-    /// this node itself changed (everything can move).
+    /// The Services whose view on this node (placements, and the report it shows as their reporter) a
+    /// change of the other nodes (`before` to `after`) can reach (core's `change::view_may_change`), with
+    /// those sharing their addresses; None when this node itself changed (everything can move).
     fn reachable(
         &self,
         me: &str,
@@ -168,15 +172,31 @@ impl<D: DataPlane> Announcer<D> {
         let this = after.iter().find(|n| n.name == me)?;
         let ips: BTreeSet<IpAddr> = self.index.all_addresses().copied().collect();
         let incumbents = self.index.incumbents(&ips, &self.services);
-        let none = BTreeSet::new();
-        let moving: Vec<IpAddr> = ips
-            .into_iter()
-            .filter(|ip| {
-                let held = incumbents.get(ip).unwrap_or(&none);
-                change::placement_may_change(this, *ip, held, &changed, after, pools)
-            })
-            .collect();
-        Some(self.index.sharers(&moving))
+        let mut reached = BTreeSet::new();
+        for key in self.index.known() {
+            let Some(svc) = self.services.get(&key.namespace, &key.name) else {
+                reached.insert(key.clone());
+                continue;
+            };
+            let f = facts::service_facts(svc, &self.index.endpoints, &incumbents);
+            let was_reporter = self.reporting.contains(key);
+            if change::view_may_change(this, &f, was_reporter, &changed, before, after, pools) {
+                reached.insert(key.clone());
+            }
+        }
+        // Not ours (or without addresses) but still showing a report: whoever reports it clears it.
+        for (id, svc) in self.services.iter() {
+            let key = ServiceKey::new(id.0.clone(), id.1.clone());
+            if !reached.contains(&key)
+                && self.index.addresses(&key).is_empty()
+                && !ServiceReport::observed(svc).is_empty()
+            {
+                reached.insert(key);
+            }
+        }
+        let sharers = self.index.sharers(reached.iter().flat_map(|k| self.index.addresses(k)));
+        reached.extend(sharers);
+        Some(reached)
     }
 
     /// The Services to re-plan: every one (`all`), or the touched ones and those sharing an address

@@ -10,12 +10,20 @@
 //!   prefix over a node's LAN subnet, so it can move only when a changed node gained or lost a subnet
 //!   that overlaps its routed prefix.
 //!
-//! Exposes [`NodeChange`], [`changed_nodes`] and [`placement_may_change`].
+//! - a node's report of a Service (when it is its reporter, see `report`) can change only when an
+//!   address's election can (an incumbent changed, or a changed node's subnets hold it), when a changed
+//!   node starts or stops routing an address whose report names
+//!   its routers (`externalTrafficPolicy: Local`, or some eligible node holds the address), when an
+//!   address is announced nowhere before or after (its reasons name nodes), or when the reporter itself
+//!   can change: for a Service without a local winner, a changed node that ranks above this one for its
+//!   first address came or went ([`view_may_change`]).
+//!
+//! Exposes [`NodeChange`], [`changed_nodes`], [`placement_may_change`] and [`view_may_change`].
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use super::{NodeFacts, aggregation_prefix};
+use super::{NodeFacts, ServiceFacts, aggregation_prefix, election_hash};
 use crate::pool::{PoolConfig, Subnet};
 
 /// A node whose facts differ between two views: what it was and what it is (`None`: not in that view).
@@ -82,6 +90,102 @@ pub fn placement_may_change(
         let kept = incumbents.iter().any(|i| after.iter().any(|n| n.name == *i && eligible(n, ip)));
         return !kept && changed.iter().any(|c| c.holds(ip));
     }
+    refusal_may_change(ip, changed, pools)
+}
+
+/// Whether node `me`'s view of `svc` (its placements, and the report it must show when it is the
+/// Service's reporter; `was_reporter`: it was before the change) can differ after the `changed` nodes
+/// changed (from `before` to `after`), `me`, the pools and the Service being the same. See the module
+/// documentation. A Service without addresses (one whose fields a reporter clears) always may.
+pub fn view_may_change(
+    me: &NodeFacts,
+    svc: &ServiceFacts,
+    was_reporter: bool,
+    changed: &[NodeChange<'_>],
+    before: &[NodeFacts],
+    after: &[NodeFacts],
+    pools: &[PoolConfig],
+) -> bool {
+    if changed.is_empty() {
+        return false;
+    }
+    if changed.iter().any(|c| c.name == me.name) || svc.addresses.is_empty() {
+        return true;
+    }
+    let none = BTreeSet::new();
+    for ip in &svc.addresses {
+        let incumbents = svc.incumbents.get(ip).unwrap_or(&none);
+        // This node's own placement, then the address's election, which every node's view shares. (Its
+        // routed prefix's refusal needs no rule of its own: when this node holds the address its own
+        // LAN overlaps the prefix, so it stays refused; else the placement rule covers it.)
+        if placement_may_change(me, *ip, incumbents, changed, after, pools)
+            || changed.iter().any(|c| c.holds(*ip) || incumbents.iter().any(|i| i == c.name))
+        {
+            return true;
+        }
+    }
+    // Every election is as it was, so is whether a local winner reports the Service, and which.
+    let winner = svc.addresses.iter().find_map(|ip| after.iter().find(|n| eligible(n, *ip)).map(|_| *ip));
+    let reporter_may_change = winner.is_none() && {
+        let first = svc.addresses[0];
+        let mine = election_hash(&me.name, first);
+        let live = |n: Option<&NodeFacts>| n.is_some_and(|n| n.live);
+        changed.iter().any(|c| {
+            let came = !live(c.before) && live(c.after);
+            let went = live(c.before) && !live(c.after);
+            // A node ranked above this one came (it may now report what this one did) or went (it may
+            // have reported what this one now does).
+            (came && was_reporter || went && !was_reporter) && election_hash(c.name, first) < mine
+        })
+    };
+    if reporter_may_change {
+        return true;
+    }
+    if !was_reporter {
+        // Not the reporter before, and no change can make it one: no report to show either way.
+        return false;
+    }
+    svc.addresses.iter().any(|ip| report_text_may_change(*ip, svc, changed, before, after, pools))
+}
+
+/// With every election and refusal of `ip` as it was: whether the report's words for it can change.
+fn report_text_may_change(
+    ip: IpAddr,
+    svc: &ServiceFacts,
+    changed: &[NodeChange<'_>],
+    before: &[NodeFacts],
+    after: &[NodeFacts],
+    pools: &[PoolConfig],
+) -> bool {
+    // Refused over a node's LAN, it is routed nowhere (the refusal is as it was: no LAN over it changed).
+    let (prefix_len, _) = aggregation_prefix(ip, pools);
+    let refused = Subnet::new(ip, prefix_len)
+        .is_some_and(|routed| after.iter().any(|n| n.subnets.iter().any(|s| s.overlaps(&routed))));
+    let routes = |n: &NodeFacts| {
+        !refused
+            && n.live
+            && n.kept_out().is_none()
+            && !n.subnets.iter().any(|s| s.contains(ip))
+            && (!svc.local_traffic_policy || svc.endpoint_nodes.contains(&n.name))
+    };
+    let announced = |nodes: &[NodeFacts]| nodes.iter().any(|n| eligible(n, ip) || routes(n));
+    if !announced(before) || !announced(after) {
+        // Announced nowhere: the report gives every live node's reasons, which name nodes.
+        return true;
+    }
+    let routers_changed = changed.iter().any(|c| c.before.is_some_and(routes) != c.after.is_some_and(routes));
+    if !routers_changed {
+        return false;
+    }
+    // Routers came or went (some are left: it is announced): the words change when they name the
+    // routers, with `externalTrafficPolicy: Local` or when an eligible node holds the address (it is
+    // then not "every live node"); else they say "every live node" before and after.
+    svc.local_traffic_policy || after.iter().any(|n| eligible(n, ip))
+}
+
+/// Whether the refusal of `ip`'s routed prefix (it must not overlap any node's LAN) can differ: a changed
+/// node gained or lost a subnet that overlaps it.
+fn refusal_may_change(ip: IpAddr, changed: &[NodeChange<'_>], pools: &[PoolConfig]) -> bool {
     let (prefix_len, _) = aggregation_prefix(ip, pools);
     let Some(routed) = Subnet::new(ip, prefix_len) else { return false };
     changed.iter().any(|c| c.subnets_changed().any(|s| s.overlaps(&routed)))

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use proptest::prelude::*;
 
 use super::*;
+use crate::announce::report::{report, reporter};
 use crate::announce::{Placement, ServiceFacts, plan_for_node};
 
 const LAN: &str = "192.0.2.0/24";
@@ -94,16 +95,19 @@ fn nodes_that_appear_or_go_are_changes() {
 // === property ===
 
 const NAMES: [&str; 5] = ["me", "n1", "n2", "n3", "n4"];
-const SUBNETS: [&str; 3] = [LAN, OTHER_LAN, "203.0.113.0/25"];
+const SUBNETS: [&str; 4] = [LAN, OTHER_LAN, "203.0.113.0/25", "192.0.2.0/25"];
 const ADDRESSES: [&str; 5] = ["192.0.2.200", "192.0.2.201", "198.51.100.7", "203.0.113.9", "203.0.113.200"];
 
 fn arb_node(name: &'static str) -> impl Strategy<Value = NodeFacts> {
-    (proptest::sample::subsequence(SUBNETS.to_vec(), 0..=2), any::<bool>(), any::<bool>(), any::<bool>())
-        .prop_map(move |(subnets, live, excluded, shutting_down)| NodeFacts {
+    // Kept out (excluded, shutting down) now and then, so that most nodes can route.
+    let rarely = || proptest::bool::weighted(0.15);
+    (proptest::sample::subsequence(SUBNETS.to_vec(), 0..=2), any::<bool>(), rarely(), rarely()).prop_map(
+        move |(subnets, live, excluded, shutting_down)| NodeFacts {
             excluded,
             shutting_down,
             ..node(name, &subnets, live)
-        })
+        },
+    )
 }
 
 /// Before and after: `me` and up to four other nodes; each other one is, after, the same as before,
@@ -159,6 +163,57 @@ proptest! {
             "moved without warning: {:?} -> {:?}\nchanged: {changed:?}",
             placement(&before),
             placement(&after)
+        );
+    }
+}
+
+/// A Service of one or two of the addresses, each with its own incumbents, ETP Local or not, with
+/// endpoints on some of the nodes; and the nodes before and after, as [`arb_case`].
+#[allow(clippy::type_complexity)]
+fn arb_view_case() -> impl Strategy<Value = (Vec<NodeFacts>, Vec<NodeFacts>, ServiceFacts)> {
+    (
+        arb_case(),
+        proptest::sample::subsequence(ADDRESSES.to_vec(), 1..=2),
+        proptest::collection::vec(proptest::sample::subsequence(NAMES.to_vec(), 0..=2), 2),
+        proptest::sample::subsequence(NAMES.to_vec(), 0..=3),
+    )
+        .prop_map(|((before, after, _, _, etp_local), addresses, incumbents, endpoints)| {
+            let addresses: Vec<IpAddr> = addresses.into_iter().map(ip).collect();
+            let incumbents = addresses
+                .iter()
+                .zip(incumbents)
+                .map(|(a, i)| (*a, i.into_iter().map(String::from).collect()))
+                .collect();
+            let svc = ServiceFacts {
+                addresses,
+                local_traffic_policy: etp_local,
+                endpoint_nodes: endpoints.into_iter().map(String::from).collect(),
+                incumbents,
+            };
+            (before, after, svc)
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4096, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_view_that_changes_was_said_to_be_able_to((before, after, svc) in arb_view_case()) {
+        let view = |nodes: &[NodeFacts]| {
+            let placements: Vec<Placement> =
+                plan_for_node("me", &svc, nodes, &pools(), "kube-lb0").into_iter().map(|p| p.placement).collect();
+            let report = (reporter(&svc, nodes).as_deref() == Some("me"))
+                .then(|| report(&svc, nodes, &pools(), "kube-lb0"));
+            (placements, report)
+        };
+        let was_reporter = view(&before).1.is_some();
+        let changed = changed_nodes(&before, &after);
+        let said = view_may_change(&after[0], &svc, was_reporter, &changed, &before, &after, &pools());
+        prop_assert!(
+            said || view(&before) == view(&after),
+            "changed without warning:\n{:?}\n->\n{:?}\nchanged: {changed:?}\nservice: {svc:?}",
+            view(&before),
+            view(&after)
         );
     }
 }
