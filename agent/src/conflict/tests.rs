@@ -1,5 +1,6 @@
 #![allow(clippy::unwrap_used)]
 
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
