@@ -1,22 +1,20 @@
-//! Which placements a change of other nodes' facts can reach: when a node's Lease expires or comes back,
-//! or a node is excluded, only some addresses can move on this node, and an agent re-plans those first
-//! (so the data plane moves before the reports are rewritten).
+//! What a change of other nodes' facts can reach: when a node's Lease expires, is deleted or comes back,
+//! or a node is excluded, only some Services can look different from this node, and an agent re-plans
+//! only those ([`view_may_change`]) instead of every Service.
 //!
-//! The rules follow [`plan_for_node`](super::plan_for_node) and the sticky election:
+//! The rules follow [`plan_for_node`](super::plan_for_node), the sticky election and `report`:
 //! - a local address on this node keeps its winner while an unchanged incumbent is still eligible, so it
 //!   can move only when one of its incumbents changed, or when no unchanged incumbent is eligible (a
 //!   fresh election) and a changed node's subnets hold it (before or after: its eligibility may differ);
 //! - a non-local address on this node depends on the other nodes only through the refusal of a routed
 //!   prefix over a node's LAN subnet, so it can move only when a changed node gained or lost a subnet
-//!   that overlaps its routed prefix.
-//!
-//! - a node's report of a Service (when it is its reporter, see `report`) can change only when an
-//!   address's election can (an incumbent changed, or a changed node's subnets hold it), when a changed
-//!   node starts or stops routing an address whose report names
-//!   its routers (`externalTrafficPolicy: Local`, or some eligible node holds the address), when an
-//!   address is announced nowhere before or after (its reasons name nodes), or when the reporter itself
-//!   can change: for a Service without a local winner, a changed node that ranks above this one for its
-//!   first address came or went ([`view_may_change`]).
+//!   that overlaps its routed prefix ([`placement_may_change`]);
+//! - a node's report of a Service (when it is its reporter) can change only when an address's election
+//!   can (an incumbent changed, or a changed node's subnets hold it), when a changed node starts or stops
+//!   routing an address whose report names its routers (`externalTrafficPolicy: Local`, or some eligible
+//!   node holds the address), when an address is announced nowhere before or after (its reasons name
+//!   nodes), or when the reporter itself can change: for a Service without a local winner, a changed node
+//!   that ranks above this one for its first address came or went.
 //!
 //! Exposes [`NodeChange`], [`changed_nodes`], [`placement_may_change`] and [`view_may_change`].
 
