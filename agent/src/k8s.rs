@@ -15,7 +15,7 @@
 //! - `spec.externalTrafficPolicy: Cluster` (a local address must not use `Local`): only the local
 //!   winner, by a merge patch with field manager `purelb-lbnodeagent`, with a Warning event.
 //! - Events (`AnnouncingLocal`, `AnnouncingNonLocal`): each node for its own take-ups, through one
-//!   Recorder with controller `purelb-lbnodeagent` and instance `<node>`, and a rate-limited queue
+//!   `purelb_runtime::Publisher` with controller `purelb-lbnodeagent` and instance `<node>`, and a rate-limited queue
 //!   (`purelb_runtime::EventQueue`: `--event-qps`, `--event-burst`; beyond 1,000 waiting an event is
 //!   dropped and counted in `purelb_agent_events_total{result="dropped"}`).
 //! - The node Lease: see `lease`.
@@ -30,11 +30,11 @@ use k8s_openapi::api::core::v1::{ObjectReference, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event, Recorder, Reporter};
+use kube::runtime::events::Event;
 use kube::{Client, Resource};
 use purelb_core::allocate::ServiceKey;
 use purelb_core::api::{AGENT_COMPONENT, LBNodeAgent, conditions};
-use purelb_runtime::{EventLimits, EventQueue, PushError};
+use purelb_runtime::{EventLimits, EventQueue, Publisher, PushError};
 use purelb_runtime::{Keyed, RetryError, RetryPolicy};
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -93,8 +93,7 @@ impl Writer {
         failed: mpsc::UnboundedSender<ServiceKey>,
         metrics: Metrics,
     ) -> Self {
-        let reporter = Reporter { controller: AGENT_COMPONENT.into(), instance: Some(node.to_string()) };
-        let recorder = Recorder::new(client.clone(), reporter);
+        let recorder = Publisher::new(client.clone(), AGENT_COMPONENT, node);
         let counted = metrics.clone();
         let waiting = metrics.events_waiting.clone();
         let events =

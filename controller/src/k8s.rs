@@ -1,6 +1,6 @@
 //! Writes to the API server: a Service's status (ingress + `purelb.io/Allocated` condition) and
 //! annotations in one server-side apply to its status subresource with field manager `purelb-allocator`, events through one shared
-//! Recorder, and ServiceGroup status. Writes for one Service are serialised and the newest wins
+//! `purelb_runtime::Publisher`, and ServiceGroup status. Writes for one Service are serialised and the newest wins
 //! (`purelb_runtime::Keyed`); every call is bounded by a timeout and retried with backoff
 //! (`purelb_runtime::retry`).
 
@@ -12,12 +12,11 @@ use k8s_openapi::api::core::v1::{ObjectReference, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::{Client, Resource};
 use purelb_core::allocate::{AllocatedCondition, GroupKey, ServiceKey};
 pub use purelb_core::announce::facts::ingress_ips;
 use purelb_core::api::{ALLOCATED_BY_VALUE, ALLOCATOR_COMPONENT, ServiceGroup, annotations, conditions};
-use purelb_runtime::{Keyed, RetryPolicy, events};
+use purelb_runtime::{Keyed, Publisher, RetryPolicy, events};
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -122,7 +121,7 @@ pub struct WriteFailed(pub ServiceKey);
 #[derive(Clone)]
 pub struct Writer {
     client: Client,
-    recorder: Recorder,
+    events: Publisher,
     /// One write at a time per Service, the newest winning; [`Writer::halt`] stops them all.
     queue: Keyed<ServiceKey>,
     failed: mpsc::UnboundedSender<WriteFailed>,
@@ -136,9 +135,8 @@ impl Writer {
         concurrency: usize,
         failed: mpsc::UnboundedSender<WriteFailed>,
     ) -> Self {
-        let reporter = Reporter { controller: ALLOCATOR_COMPONENT.into(), instance: Some(instance) };
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            events: Publisher::new(client.clone(), ALLOCATOR_COMPONENT, &instance),
             client,
             queue: Keyed::new(concurrency),
             failed,
@@ -187,7 +185,7 @@ impl Writer {
         }
         for note in &w.notes {
             let ev = events::event(note.warning, &note.reason, note.message.clone(), "Allocate");
-            if let Err(e) = self.recorder.publish(&ev, &w.reference).await {
+            if let Err(e) = self.events.publish(&ev, &w.reference).await {
                 tracing::warn!(service = %w.key, error = %e, reason = %note.reason, "could not publish event");
             }
         }
@@ -215,7 +213,7 @@ impl Writer {
         message: String,
     ) {
         let ev = events::event(warning, reason, message, "Validate");
-        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+        if let Err(e) = self.events.publish(&ev, &obj.object_ref(&())).await {
             tracing::warn!(error = %e, reason, "could not publish event");
         }
     }

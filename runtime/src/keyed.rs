@@ -3,6 +3,12 @@
 //! older one for the same key waits or runs supersedes every older one still waiting: only the newest
 //! is applied after the running one. [`Keyed::halt`] stops everything at once (the allocator lost its
 //! leadership); [`Keyed::drain`] waits for what is queued (SIGTERM).
+//!
+//! Memory: a queued piece of work is a small task (the closure that makes it); its future, which may
+//! be several KB, exists only while it runs (boxed then, so at most `concurrency` of them at once), and
+//! a task's memory is freed as soon as it ends. A burst of 5,000 writes held 28 MB of finished and
+//! waiting tasks when every task was sized for its whole future and kept until the next submit (heaptrack,
+//! the allocator holding 10,000 Services).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -12,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
+use tokio::task::AbortHandle;
 
 /// Per-key, newest-wins, bounded-concurrency work. Cheap to clone; clones share the queue.
 pub struct Keyed<K> {
@@ -23,7 +29,8 @@ pub struct Keyed<K> {
     locks: Arc<Mutex<HashMap<K, Arc<tokio::sync::Mutex<()>>>>>,
     concurrency: Arc<Semaphore>,
     in_flight: Arc<AtomicUsize>,
-    tasks: Arc<Mutex<JoinSet<()>>>,
+    /// The tasks queued or running, by generation; each removes itself when it ends.
+    tasks: Arc<Mutex<HashMap<u64, AbortHandle>>>,
 }
 
 impl<K> Clone for Keyed<K> {
@@ -43,12 +50,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Counts a queued piece of work until it ends, however it ends.
-struct InFlight(Arc<AtomicUsize>);
+/// Counts a queued piece of work until it ends, however it ends (done, superseded or aborted), and
+/// then forgets its task.
+struct InFlight {
+    count: Arc<AtomicUsize>,
+    tasks: Arc<Mutex<HashMap<u64, AbortHandle>>>,
+    generation: u64,
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        lock(&self.tasks).remove(&self.generation);
+        self.count.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -76,18 +89,20 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> Keyed<K> {
         lock(&self.latest).insert(key.clone(), generation);
         let key_lock = lock(&self.locks).entry(key.clone()).or_default().clone();
         self.in_flight.fetch_add(1, Ordering::SeqCst);
-        let counted = InFlight(self.in_flight.clone());
+        let counted = InFlight { count: self.in_flight.clone(), tasks: self.tasks.clone(), generation };
         let this = self.clone();
+        // Held while spawning and registering, so that a task ending at once (its InFlight removing
+        // its handle) waits until the handle is there to remove.
         let mut tasks = lock(&self.tasks);
-        while tasks.try_join_next().is_some() {}
-        tasks.spawn(async move {
+        let task = tokio::spawn(async move {
             let _counted = counted;
             let Ok(_permit) = this.concurrency.acquire().await else { return };
             let _guard = key_lock.lock().await;
             if lock(&this.latest).get(&key) != Some(&generation) {
                 return; // superseded
             }
-            work().await;
+            // Boxed: the task is sized for the closure while it waits, not for the work's future.
+            Box::pin(work()).await;
             let mut latest = lock(&this.latest);
             if latest.get(&key) == Some(&generation) {
                 latest.remove(&key);
@@ -95,16 +110,18 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> Keyed<K> {
                 lock(&this.locks).remove(&key);
             }
         });
+        tasks.insert(generation, task.abort_handle());
     }
 
     /// Stops every queued and running piece of work at once, and takes no more: returns how many were
     /// stopped.
     pub fn halt(&self) -> usize {
-        let mut tasks = lock(&self.tasks);
-        let n = tasks.len();
-        tasks.abort_all();
+        let stopped: Vec<AbortHandle> = lock(&self.tasks).drain().map(|(_, task)| task).collect();
+        for task in &stopped {
+            task.abort();
+        }
         self.concurrency.close();
-        n
+        stopped.len()
     }
 
     /// Waits (at most `timeout`) until all queued work has ended; returns how many are left.
@@ -185,6 +202,30 @@ mod tests {
         gate.notify_one();
         assert_eq!(rx.recv().await, Some(("a", 1)));
         assert_eq!(rx.recv().await, Some(("b", 1)));
+    }
+
+    #[tokio::test]
+    async fn a_task_is_forgotten_as_soon_as_it_ends() {
+        let keyed = Keyed::new(2);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let gate = Arc::new(Notify::new());
+        keyed.submit("a", job(&tx, "a", 1, Some(gate.clone())));
+        for (key, n) in [("b", 1), ("c", 1), ("c", 2)] {
+            keyed.submit(key, job(&tx, key, n, None));
+        }
+        assert_eq!(lock(&keyed.tasks).len(), 4, "every queued or running task is known (halt stops them)");
+        for _ in 0..2 {
+            rx.recv().await.unwrap();
+        }
+        assert_eq!(keyed.drain(Duration::from_millis(50)).await, 1, "only the gated one is left");
+        assert_eq!(
+            lock(&keyed.tasks).len(),
+            1,
+            "the ended and the superseded ones are gone, with no new submit"
+        );
+        gate.notify_one();
+        assert_eq!(keyed.drain(Duration::from_secs(5)).await, 0);
+        assert!(lock(&keyed.tasks).is_empty());
     }
 
     #[tokio::test]

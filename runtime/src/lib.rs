@@ -9,12 +9,15 @@
 //! - [`retry`]: one API write with a timeout per call, retried with backoff under a [`RetryPolicy`].
 //! - [`events`]: Kubernetes events published in order, rate-limited, at most a few at once, dropped
 //!   beyond a bounded queue.
+//! - [`publisher`]: writes those events (`events.k8s.io/v1`), a repeat as a count on the first, keeping
+//!   a key and a name per recent event rather than the whole Event.
 
 pub mod admin;
 pub mod batch;
 pub mod cache;
 pub mod events;
 pub mod keyed;
+pub mod publisher;
 pub mod retry;
 
 pub use admin::Admin;
@@ -22,6 +25,7 @@ pub use batch::{Batch, take_ready};
 pub use cache::{Cache, ObjectId, Touched};
 pub use events::{EventLimits, EventQueue, PushError};
 pub use keyed::Keyed;
+pub use publisher::Publisher;
 pub use retry::{RetryError, RetryPolicy, retry};
 
 /// Installs the global tracing subscriber: `format` is `json` or anything else for plain text.
