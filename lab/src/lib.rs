@@ -16,6 +16,9 @@
 //! Environment:
 //! - `PURELB_LAB_BIN_DIR`: where etcd, kube-apiserver, kube-controller-manager, kube-proxy and kubectl are (default: run `lab/upstream/build.sh`,
 //!   which builds them once into `$PURELB_LAB_CACHE`, default `~/.cache/purelb-lab`).
+//! - `PURELB_LAB_DAEMON_DIR`: where the workspace's own executables are taken from instead of the
+//!   test's target directory (e.g. the static musl executables of `images/build-static.sh`, to bench
+//!   what the images ship).
 //! - `PURELB_LAB_DIR`: the root of the labs' working directories (default `/tmp/purelb-lab`).
 //! - `PURELB_LAB_KEEP=1`: keep a lab's directory (logs, kubeconfigs, etcd data) when it stops.
 //!

@@ -18,15 +18,26 @@ pub fn workspace_root() -> PathBuf {
     lab.parent().unwrap_or(lab).to_owned()
 }
 
-/// A binary of this workspace (e.g. `purelb-allocator`) from the cargo target directory that the running
-/// test executable lives in (`target/debug` or `target/release`).
+/// Where [`binary`] takes the workspace's executables from when set.
+pub const DAEMON_DIR_ENV: &str = "PURELB_LAB_DAEMON_DIR";
+
+/// A binary of this workspace (e.g. `purelb-allocator`) from `$PURELB_LAB_DAEMON_DIR` when set, else from
+/// the cargo target directory that the running test executable lives in (`target/debug` or
+/// `target/release`).
 pub fn binary(name: &str) -> Result<PathBuf, LabError> {
-    let exe = std::env::current_exe().map_err(|e| LabError::io("locating the running executable", e))?;
-    let mut dir = exe.parent().map(Path::to_owned).unwrap_or_default();
-    // Test executables live in <target>/<profile>/deps; binaries one level up.
-    if dir.file_name().is_some_and(|n| n == "deps") {
-        dir.pop();
-    }
+    let dir = match std::env::var_os(DAEMON_DIR_ENV) {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let exe =
+                std::env::current_exe().map_err(|e| LabError::io("locating the running executable", e))?;
+            let mut dir = exe.parent().map(Path::to_owned).unwrap_or_default();
+            // Test executables live in <target>/<profile>/deps; binaries one level up.
+            if dir.file_name().is_some_and(|n| n == "deps") {
+                dir.pop();
+            }
+            dir
+        }
+    };
     let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     if path.is_file() {
         Ok(path)

@@ -696,3 +696,64 @@ async fn a_ready_pod_behind_a_service_gets_an_endpoint_slice_from_the_controller
     nodes.delete(&node_name, &DeleteParams::default()).await?;
     Ok(())
 }
+
+/// The daemons' event publisher (`purelb_runtime::Publisher`) against the real API server: a repeat is
+/// a count on the first Event (`series`, which the API server validates), another note is a new Event,
+/// and a repeat of an Event deleted meanwhile is a new one.
+#[tokio::test]
+async fn a_repeated_event_is_a_series_on_the_first_and_a_new_note_a_new_event() -> Result<()> {
+    use k8s_openapi::api::events::v1::Event;
+    let lab = purelb_lab::try_shared().await?;
+    let client = lab.admin_client().await?;
+    let ns = TestNamespace::new(&client, "events").await?;
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), ns.name());
+    let object = maps
+        .create(&PostParams::default(), &ConfigMap { metadata: meta("web", ns.name()), ..Default::default() })
+        .await?;
+    let regarding = kube::Resource::object_ref(&object, &());
+    let publisher = purelb_runtime::Publisher::new(client.clone(), "purelb-test", "node-a");
+    let ev = |note: &str| purelb_runtime::events::event(false, "IPAllocated", note.to_owned(), "Allocate");
+    let events: Api<Event> = Api::namespaced(client.clone(), ns.name());
+    let listed = || async {
+        let mut l: Vec<(String, Option<i32>, String)> = events
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .map(|e| {
+                (e.note.unwrap_or_default(), e.series.map(|s| s.count), e.metadata.name.unwrap_or_default())
+            })
+            .collect();
+        l.sort();
+        anyhow::Ok(l)
+    };
+
+    for _ in 0..3 {
+        publisher.publish(&ev("Assigned IP 192.0.2.1 from pool p"), &regarding).await?;
+    }
+    publisher.publish(&ev("Assigned IP 192.0.2.2 from pool p"), &regarding).await?;
+    let got = listed().await?;
+    let counts: Vec<_> = got.iter().map(|(note, count, _)| (note.as_str(), *count)).collect();
+    ensure!(
+        counts
+            == [("Assigned IP 192.0.2.1 from pool p", Some(3)), ("Assigned IP 192.0.2.2 from pool p", None)],
+        "three of one note and one of another: {got:?}"
+    );
+    let first = &got[0].2;
+    let e = events.get(first).await?;
+    ensure!(e.reporting_controller.as_deref() == Some("purelb-test"), "{e:?}");
+    ensure!(e.reporting_instance.as_deref() == Some("node-a"), "{e:?}");
+    ensure!(e.regarding.and_then(|r| r.uid) == object.metadata.uid, "the Event is about the object");
+
+    events.delete(first, &DeleteParams::default()).await?;
+    publisher.publish(&ev("Assigned IP 192.0.2.1 from pool p"), &regarding).await?;
+    let got = listed().await?;
+    ensure!(
+        got.len() == 2
+            && got[0].0 == "Assigned IP 192.0.2.1 from pool p"
+            && got[0].1.is_none()
+            && got[0].2 != *first,
+        "a repeat of a deleted Event is a new one: {got:?}"
+    );
+    Ok(())
+}
