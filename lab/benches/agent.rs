@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, DeleteParams};
 use purelb_core::api::annotations;
 use purelb_lab::{ControlPlane, Network, NetworkConfig, TestNamespace};
-use support::{IngressSeen, report};
+use support::{IngressSeen, agent_metric, report, status_mb};
 
 /// Polls (every 1 ms, at most 60 s) until `done` holds for the nodes' addresses of `ip`.
 async fn until(net: &Network, ip: &str, done: impl Fn(&[(String, String, u8)]) -> bool) -> Instant {
@@ -166,6 +166,22 @@ async fn main() {
         assert!(Instant::now() < deadline, "1,000 addresses never all reached node1");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Memory holding them, once every agent's events have gone out (2 per second: up to 500 s).
+    let quiet = Instant::now() + Duration::from_secs(600);
+    while agents
+        .iter()
+        .zip(net.nodes())
+        .any(|(a, node)| agent_metric(node, &a.admin, "purelb_agent_events_waiting").is_none_or(|w| w > 0.0))
+    {
+        assert!(Instant::now() < quiet, "the agents' events never drained");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let rss: Vec<String> =
+        agents.iter().map(|a| format!("{:.1}", status_mb(a.child.pid(), "VmRSS"))).collect();
+    println!(
+        "agent/memory: VmRSS holding {n} routed Services (every agent announces each), per agent: {} MB",
+        rss.join(" / ")
+    );
     // Three restarts: SIGTERM (everything withdrawn), then a new process until all are back.
     let mut restarts = Vec::new();
     for _ in 0..3 {
@@ -179,6 +195,10 @@ async fn main() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         restarts.push(t0.elapsed());
+        println!(
+            "  restarted agent: VmRSS {:.1} MB holding {n} once converged",
+            status_mb(agents[0].child.pid(), "VmRSS")
+        );
         // Where the time went, from the restarted agent's own log: its start, its six initial lists, its
         // first address (text logs start with an RFC 3339 time).
         let log = std::fs::read_to_string(agents[0].child.log_path()).unwrap_or_default();

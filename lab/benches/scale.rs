@@ -40,7 +40,9 @@ use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use purelb_core::api::annotations;
 use purelb_lab::{ControlPlane, KUBE_LB0, LAN_INTERFACE, Network, NetworkConfig, TestNamespace};
-use support::{IngressSeen, Requests, cpu_seconds, delta, knob, percentile, request_totals, status_mb};
+use support::{
+    IngressSeen, Requests, agent_metric, cpu_seconds, delta, knob, percentile, request_totals, status_mb,
+};
 
 /// Creates in flight in the burst.
 const IN_FLIGHT: usize = 64;
@@ -261,22 +263,6 @@ fn mem_available_mb() -> f64 {
 
 fn figure(name: &str, value: impl std::fmt::Display) {
     println!("scale/{name}: {value}");
-}
-
-/// The sum of an agent's samples whose line starts with `metric` (a name, or a name and its labels),
-/// read from its admin server inside its node's namespace; `None` when it cannot be read.
-fn agent_metric(node: &purelb_lab::LabNode, admin: &str, metric: &str) -> Option<f64> {
-    use std::io::{Read, Write};
-    let mut s = node.tcp_connect(admin.parse().ok()?, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let samples = text.lines().filter(|l| {
-        l.strip_prefix(metric)
-            .is_some_and(|rest| rest.starts_with(' ') || (rest.starts_with('{') && !metric.contains('{')))
-    });
-    Some(samples.filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum())
 }
 
 /// Prints the lines of an agent's log tail that contain any of `needles`, to say where a figure's time

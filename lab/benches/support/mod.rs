@@ -175,3 +175,19 @@ pub fn status_mb(pid: u32, field: &str) -> f64 {
 pub fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[(((sorted.len() - 1) as f64) * p).round() as usize].as_secs_f64() * 1e3
 }
+
+/// The sum of an agent's samples whose line starts with `metric` (a name, or a name and its labels),
+/// read from its admin server inside its node's namespace; `None` when it cannot be read.
+pub fn agent_metric(node: &purelb_lab::LabNode, admin: &str, metric: &str) -> Option<f64> {
+    use std::io::{Read, Write};
+    let mut s = node.tcp_connect(admin.parse().ok()?, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let samples = text.lines().filter(|l| {
+        l.strip_prefix(metric)
+            .is_some_and(|rest| rest.starts_with(' ') || (rest.starts_with('{') && !metric.contains('{')))
+    });
+    Some(samples.filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum())
+}
