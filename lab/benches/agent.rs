@@ -182,6 +182,8 @@ async fn main() {
         "agent/memory: VmRSS holding {n} routed Services (every agent announces each), per agent: {} MB",
         rss.join(" / ")
     );
+    // The restarts' own bound (the drain above may take most of the first one).
+    let deadline = Instant::now() + Duration::from_secs(300);
     // Three restarts: SIGTERM (everything withdrawn), then a new process until all are back.
     let mut restarts = Vec::new();
     for _ in 0..3 {
