@@ -91,9 +91,6 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> Keyed<K> {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         let counted = InFlight { count: self.in_flight.clone(), tasks: self.tasks.clone(), generation };
         let this = self.clone();
-        // Held while spawning and registering, so that a task ending at once (its InFlight removing
-        // its handle) waits until the handle is there to remove.
-        let mut tasks = lock(&self.tasks);
         let task = tokio::spawn(async move {
             let _counted = counted;
             let Ok(_permit) = this.concurrency.acquire().await else { return };
@@ -110,7 +107,13 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> Keyed<K> {
                 lock(&this.locks).remove(&key);
             }
         });
-        tasks.insert(generation, task.abort_handle());
+        // Not under the lock while spawning: a runtime shutting down drops the task at once, and its
+        // InFlight takes the lock. A task that ended before this line leaves no handle; one ending in
+        // the instant between its drop and the check leaves a stale one, which `halt` aborts harmlessly.
+        let mut tasks = lock(&self.tasks);
+        if !task.is_finished() {
+            tasks.insert(generation, task.abort_handle());
+        }
     }
 
     /// Stops every queued and running piece of work at once, and takes no more: returns how many were
