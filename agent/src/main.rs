@@ -40,10 +40,10 @@ use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
-use purelb_core::allocate::trim_service;
 use purelb_core::announce::facts;
-use purelb_core::api::{LBNodeAgent, ServiceGroup, install};
-use purelb_runtime::EventLimits;
+use purelb_core::api::{LBNodeAgent, ServiceGroup, conditions, install};
+use purelb_core::service::CachedService;
+use purelb_runtime::{EventLimits, map_event};
 use tokio::sync::{mpsc, watch};
 
 use crate::announcer::{Announcer, Change, Parts, Settings};
@@ -247,7 +247,9 @@ fn watches(
     let all = watcher::Config::default();
     let services = watcher(Api::<Service>::all(client.clone()), all.clone())
         .default_backoff()
-        .map(|e| e.map(|ev| Change::Service(ev.modify(trim_service))))
+        .map(|e| {
+            e.map(|ev| Change::Service(map_event(ev, |s| CachedService::new(&s, conditions::ANNOUNCED))))
+        })
         .boxed();
     let slices = watcher(
         Api::<EndpointSlice>::all(client.clone()),
@@ -270,7 +272,7 @@ fn watches(
         .boxed();
     let groups = watcher(Api::<ServiceGroup>::all(client.clone()), all.clone())
         .default_backoff()
-        .map(|e| e.map(Change::Group))
+        .map(|e| e.map(|ev| Change::Group(Box::new(ev))))
         .boxed();
     let agents = watcher(Api::<LBNodeAgent>::namespaced(client.clone(), namespace), all)
         .default_backoff()

@@ -11,13 +11,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::Service;
 use kube::runtime::watcher;
-use kube::{Resource, ResourceExt};
 use purelb_core::allocate::{
     AllocationIndex, GroupKey, Outcome, Ownership, Reason, ServiceKey, claim_existing, ownership, reconcile,
 };
-use purelb_core::api::{ServiceGroup, annotations, events};
+use purelb_core::api::{ServiceGroup, annotations, conditions, events};
+use purelb_core::service::{CachedService, ServiceFields};
 use tokio::sync::mpsc;
 
 use crate::k8s::{Desired, Note, ServiceWrite, Wanted, WriteFailed, Writer, ingress_ips};
@@ -27,12 +26,12 @@ use purelb_runtime::{Admin, Cache, ObjectId, Touched, take_ready};
 /// Watch events taken before deciding.
 const MAX_BATCH: usize = 10_000;
 
-/// A watch event of either kind.
+/// A watch event of either kind (boxed: a batch holds up to [`MAX_BATCH`] of them).
 pub enum Change {
     /// A Service watch event.
-    Service(watcher::Event<Service>),
+    Service(Box<watcher::Event<CachedService>>),
     /// A ServiceGroup watch event.
-    Group(watcher::Event<ServiceGroup>),
+    Group(Box<watcher::Event<ServiceGroup>>),
 }
 
 /// Settings of the loop.
@@ -45,7 +44,7 @@ pub struct Settings {
 pub struct Allocator {
     settings: Settings,
     index: AllocationIndex,
-    services: Cache<Service>,
+    services: Cache<CachedService>,
     groups: Cache<ServiceGroup>,
     /// Ours, whose last decision failed (with or without addresses kept), waiting for something to change.
     pending: BTreeSet<ServiceKey>,
@@ -65,7 +64,7 @@ impl Allocator {
         Self {
             settings,
             index: AllocationIndex::new(),
-            services: Cache::default(),
+            services: Cache::keyed_by(CachedService::id),
             groups: Cache::default(),
             pending: BTreeSet::new(),
             submitted: HashMap::new(),
@@ -108,8 +107,8 @@ impl Allocator {
                         for item in batch.items {
                             match item {
                                 Err(e) => tracing::warn!(error = %e, "watch error; the watcher retries"),
-                                Ok(Change::Service(ev)) => self.on_service(ev, &mut touched),
-                                Ok(Change::Group(ev)) => groups_changed |= self.on_group(ev),
+                                Ok(Change::Service(ev)) => self.on_service(*ev, &mut touched),
+                                Ok(Change::Group(ev)) => groups_changed |= self.on_group(*ev),
                             }
                         }
                         if batch.ended {
@@ -140,7 +139,7 @@ impl Allocator {
         }
     }
 
-    fn on_service(&mut self, ev: watcher::Event<Service>, touched: &mut BTreeSet<ServiceKey>) {
+    fn on_service(&mut self, ev: watcher::Event<CachedService>, touched: &mut BTreeSet<ServiceKey>) {
         let key = |(ns, name): &ObjectId| ServiceKey::new(ns.as_str(), name.as_str());
         match self.services.apply(ev) {
             Touched::Nothing => {}
@@ -252,7 +251,7 @@ impl Allocator {
         if ownership(&svc, self.settings.classless_ours) != Ownership::Ours {
             self.pending.remove(key);
             let freed = self.release(key);
-            let ours_marks = svc.annotations().get(annotations::ALLOCATED_BY).is_some()
+            let ours_marks = svc.annotation(annotations::ALLOCATED_BY).is_some()
                 || !Desired::observed(&svc).condition.reason.is_empty();
             if ours_marks && self.submitted.get(key) != Some(&None) {
                 self.submit(&svc, None, Vec::new()).await;
@@ -341,7 +340,7 @@ impl Allocator {
     }
 
     /// Writes a failure's condition, with one Warning event each time the condition changes.
-    async fn failure(&mut self, svc: &Service, desired: Desired, reason: Reason, message: String) {
+    async fn failure(&mut self, svc: &CachedService, desired: Desired, reason: Reason, message: String) {
         let key = ServiceKey::of(svc);
         if self.submitted.get(&key) == Some(&Some(desired.clone())) || Desired::observed(svc) == desired {
             return;
@@ -358,18 +357,14 @@ impl Allocator {
         self.submit(svc, Some(desired), vec![note]).await;
     }
 
-    async fn submit(&mut self, svc: &Service, desired: Option<Desired>, notes: Vec<Note>) {
+    async fn submit(&mut self, svc: &CachedService, desired: Option<Desired>, notes: Vec<Note>) {
         let key = ServiceKey::of(svc);
         self.submitted.insert(key.clone(), desired.clone());
-        let previous_condition = svc
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .and_then(|c| c.iter().find(|c| c.type_ == purelb_core::api::conditions::ALLOCATED))
-            .cloned();
+        let previous_condition =
+            svc.condition(conditions::ALLOCATED).map(|c| c.to_condition(conditions::ALLOCATED));
         self.writer.submit(ServiceWrite {
             key,
-            reference: svc.object_ref(&()),
+            reference: svc.object_ref(),
             desired,
             previous_condition,
             notes,

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ObjectReference, Service};
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
@@ -16,6 +16,7 @@ use kube::{Client, Resource};
 use purelb_core::allocate::{AllocatedCondition, GroupKey, ServiceKey};
 pub use purelb_core::announce::facts::ingress_ips;
 use purelb_core::api::{ALLOCATED_BY_VALUE, ALLOCATOR_COMPONENT, ServiceGroup, annotations, conditions};
+use purelb_core::service::ServiceFields;
 use purelb_runtime::{Keyed, Publisher, RetryPolicy, events};
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -53,19 +54,15 @@ impl From<&AllocatedCondition> for Wanted {
 
 impl Desired {
     /// What a Service shows now, as far as PureLB's fields go.
-    pub fn observed(svc: &Service) -> Desired {
+    pub fn observed(svc: &impl ServiceFields) -> Desired {
         let ips = ingress_ips(svc);
-        let group = svc
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(annotations::ALLOCATED_FROM))
-            .map(|g| GroupKey::new(g));
-        let condition = our_condition(svc)
+        let group = svc.annotation(annotations::ALLOCATED_FROM).map(GroupKey::new);
+        let condition = svc
+            .condition(conditions::ALLOCATED)
             .map(|c| Wanted {
                 status: c.status == "True",
-                reason: c.reason.clone(),
-                message: c.message.clone(),
+                reason: c.reason.to_string(),
+                message: c.message.to_string(),
             })
             .unwrap_or_default();
         Desired { ips, group, condition }
@@ -81,10 +78,6 @@ impl Desired {
             && self.ips == other.ips
             && self.group == other.group
     }
-}
-
-fn our_condition(svc: &Service) -> Option<&Condition> {
-    svc.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == conditions::ALLOCATED)
 }
 
 /// One event to publish on a Service.
@@ -170,7 +163,8 @@ impl Writer {
     }
 
     async fn apply(&self, w: &ServiceWrite) -> anyhow::Result<()> {
-        let api: Api<Service> = Api::namespaced(self.client.clone(), &w.key.namespace);
+        let api: Api<k8s_openapi::api::core::v1::Service> =
+            Api::namespaced(self.client.clone(), &w.key.namespace);
         let pp = PatchParams::apply(MANAGER).force();
         // One write through the status subresource carries the annotations too (a Service's status
         // strategy resets only its spec), so the address and where it came from appear together: nobody

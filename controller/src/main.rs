@@ -15,8 +15,8 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
-use purelb_core::allocate::trim_service;
-use purelb_core::api::{ServiceGroup, events, install};
+use purelb_core::api::{ServiceGroup, conditions, events, install};
+use purelb_core::service::CachedService;
 use tokio::sync::mpsc;
 
 /// PureLB's allocator.
@@ -94,10 +94,16 @@ async fn main() -> Result<()> {
             }
         };
 
-        // Trimmed before anything holds them: the cache keeps a few hundred bytes per Service.
+        // Cut down before anything holds them: the cache keeps about 0.5 KB per Service.
         let services = watcher(Api::<Service>::all(client.clone()), watcher::Config::default())
             .default_backoff()
-            .map(|e| e.map(|ev| allocator::Change::Service(ev.modify(trim_service))));
+            .map(|e| {
+                e.map(|ev| {
+                    let cached =
+                        purelb_runtime::map_event(ev, |s| CachedService::new(&s, conditions::ALLOCATED));
+                    allocator::Change::Service(Box::new(cached))
+                })
+            });
         let groups_api: Api<ServiceGroup> = if args.groups_in_namespace_only {
             Api::namespaced(client.clone(), &args.namespace)
         } else {
@@ -105,7 +111,7 @@ async fn main() -> Result<()> {
         };
         let groups = watcher(groups_api, watcher::Config::default())
             .default_backoff()
-            .map(|e| e.map(allocator::Change::Group));
+            .map(|e| e.map(|ev| allocator::Change::Group(Box::new(ev))));
         let changes = futures::stream::select(services, groups);
 
         let (failed_tx, failed_rx) = mpsc::unbounded_channel();

@@ -4,7 +4,8 @@
 //! - [`pool`]: address pools (CIDRs and `a-b` ranges, IPv4 and IPv6) with O(log n) allocation.
 //! - [`allocate`]: which address(es) a Service gets, from which group, and why (or why not).
 //! - [`announce`]: where each address goes (local election, kube-lb0, ETP Local) and why.
-//! - [`service`]: a Service's key and ingress IPs, read alike by allocation and announcement.
+//! - [`service`]: the fields of a Service every decision reads ([`service::ServiceFields`]), for the whole object
+//!   and for the daemons' compact [`service::CachedService`]; a Service's key and ingress IPs.
 //! - [`group`]: a ServiceGroup's key ([`group::GroupKey`]), as Services name it.
 //! - [`lease`]: when a Lease held by someone else counts as expired (monotonic, skew-safe).
 //!

@@ -45,17 +45,21 @@ pub struct Cache<K> {
     objects: BTreeMap<ObjectId, Arc<K>>,
     fresh: Option<BTreeMap<ObjectId, Arc<K>>>,
     synced: bool,
+    /// An object's id.
+    id: fn(&K) -> ObjectId,
 }
 
-impl<K> Default for Cache<K> {
+impl<K: Resource> Default for Cache<K> {
     fn default() -> Self {
-        Self { objects: BTreeMap::new(), fresh: None, synced: false }
+        Self::keyed_by(|obj| (obj.namespace().unwrap_or_default(), obj.name_any()))
     }
 }
 
-impl<K: Resource> Cache<K> {
-    fn id(obj: &K) -> ObjectId {
-        (obj.namespace().unwrap_or_default(), obj.name_any())
+impl<K> Cache<K> {
+    /// An empty cache of objects that are not API resources themselves (a compact form of one), filed
+    /// under `id`.
+    pub fn keyed_by(id: fn(&K) -> ObjectId) -> Self {
+        Self { objects: BTreeMap::new(), fresh: None, synced: false, id }
     }
 
     /// Applies one watch event.
@@ -67,7 +71,7 @@ impl<K: Resource> Cache<K> {
             }
             watcher::Event::InitApply(obj) => {
                 if let Some(f) = self.fresh.as_mut() {
-                    f.insert(Self::id(&obj), Arc::new(obj));
+                    f.insert((self.id)(&obj), Arc::new(obj));
                 }
                 Touched::Nothing
             }
@@ -77,20 +81,18 @@ impl<K: Resource> Cache<K> {
                 Touched::Relisted { previous: std::mem::replace(&mut self.objects, fresh) }
             }
             watcher::Event::Apply(obj) => {
-                let id = Self::id(&obj);
+                let id = (self.id)(&obj);
                 let previous = self.objects.insert(id.clone(), Arc::new(obj));
                 Touched::One { id, previous }
             }
             watcher::Event::Delete(obj) => {
-                let id = Self::id(&obj);
+                let id = (self.id)(&obj);
                 let previous = self.objects.remove(&id);
                 Touched::One { id, previous }
             }
         }
     }
-}
 
-impl<K> Cache<K> {
     /// Whether a first list has completed.
     pub fn synced(&self) -> bool {
         self.synced
@@ -141,6 +143,18 @@ impl<K> Cache<K> {
     /// Whether none is.
     pub fn is_empty(&self) -> bool {
         self.objects.is_empty()
+    }
+}
+
+/// The watch event `ev` with its object turned into `f`'s: a compact form of it, made as the event
+/// arrives, so that the whole object is dropped at once.
+pub fn map_event<A, B>(ev: watcher::Event<A>, f: impl FnOnce(A) -> B) -> watcher::Event<B> {
+    match ev {
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitApply(obj) => watcher::Event::InitApply(f(obj)),
+        watcher::Event::InitDone => watcher::Event::InitDone,
+        watcher::Event::Apply(obj) => watcher::Event::Apply(f(obj)),
+        watcher::Event::Delete(obj) => watcher::Event::Delete(f(obj)),
     }
 }
 
@@ -201,6 +215,30 @@ mod tests {
         assert_eq!(gone, [&("ns".to_string(), "gone".to_string())]);
         assert_eq!(value(&c, "kept").as_deref(), Some("2"));
         assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn a_compact_form_is_cached_under_its_own_id() {
+        /// (namespace, name, value): a ConfigMap's compact form.
+        type Compact = (String, String, String);
+        let compact = |m: ConfigMap| {
+            let v = m.data.as_ref().and_then(|d| d.get("v").cloned()).unwrap_or_default();
+            (m.metadata.namespace.unwrap_or_default(), m.metadata.name.unwrap_or_default(), v)
+        };
+        let mut c: Cache<Compact> = Cache::keyed_by(|(ns, name, _)| (ns.clone(), name.clone()));
+        for ev in [watcher::Event::Init, watcher::Event::InitApply(cm("a", "1")), watcher::Event::InitDone] {
+            c.apply(map_event(ev, compact));
+        }
+        assert!(c.synced());
+        assert_eq!(c.get("ns", "a").map(|(_, _, v)| v.as_str()), Some("1"));
+        let Touched::One { id, previous: Some(old) } =
+            c.apply(map_event(watcher::Event::Apply(cm("a", "2")), compact))
+        else {
+            panic!("a changed object")
+        };
+        assert_eq!((id.1.as_str(), old.2.as_str()), ("a", "1"));
+        c.apply(map_event(watcher::Event::Delete(cm("a", "2")), compact));
+        assert!(c.is_empty());
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub mod retry;
 
 pub use admin::Admin;
 pub use batch::{Batch, take_ready};
-pub use cache::{Cache, ObjectId, Touched};
+pub use cache::{Cache, ObjectId, Touched, map_event};
 pub use events::{EventLimits, EventQueue, PushError};
 pub use keyed::Keyed;
 pub use publisher::Publisher;

@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use kube::Resource;
 use purelb_core::api::events;
 
 use super::Announcer;
@@ -88,7 +87,7 @@ impl<D: DataPlane> Announcer<D> {
                 ),
             };
             tracing::info!(service = %key, %ip, interface = %iface, ?kind, "announcing");
-            self.parts.writer.event(svc.object_ref(&()), false, reason, message);
+            self.parts.writer.event(svc.object_ref(), false, reason, message);
         }
     }
 

@@ -13,11 +13,11 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
-use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::ResourceExt;
 use purelb_core::allocate::ServiceKey;
 use purelb_core::announce::facts::{self, SERVICE_NAME_LABEL};
+use purelb_core::service::CachedService;
 
 use purelb_runtime::Cache;
 
@@ -96,7 +96,11 @@ impl Index {
 
     /// Who announces each of `ips` now, read from every Service of ours holding it (as
     /// `facts::incumbents` reads all of them).
-    pub(super) fn incumbents(&self, ips: &BTreeSet<IpAddr>, services: &Cache<Service>) -> facts::Incumbents {
+    pub(super) fn incumbents(
+        &self,
+        ips: &BTreeSet<IpAddr>,
+        services: &Cache<CachedService>,
+    ) -> facts::Incumbents {
         let holders = self.sharers(ips);
         let objects = holders.iter().filter_map(|k| services.get(&k.namespace, &k.name));
         let mut all = facts::incumbents(objects);

@@ -62,11 +62,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::watcher;
 use purelb_core::allocate::ServiceKey;
 use purelb_core::api::{LBNodeAgent, ServiceGroup};
+use purelb_core::service::CachedService;
 use purelb_runtime::Admin;
 use tokio::sync::{mpsc, watch};
 
@@ -108,11 +109,11 @@ const CONTEST_MEMORY: Duration = Duration::from_secs(2);
 
 /// A watch event of any kind.
 pub enum Change {
-    Service(watcher::Event<Service>),
+    Service(watcher::Event<CachedService>),
     Slice(watcher::Event<EndpointSlice>),
     Lease(watcher::Event<Lease>),
     Node(Box<watcher::Event<Node>>),
-    Group(watcher::Event<ServiceGroup>),
+    Group(Box<watcher::Event<ServiceGroup>>),
     Agent(watcher::Event<LBNodeAgent>),
 }
 
@@ -159,7 +160,7 @@ pub struct Parts<D> {
 pub struct Announcer<D> {
     settings: Settings,
     parts: Parts<D>,
-    services: Cache<Service>,
+    services: Cache<CachedService>,
     slices: Cache<EndpointSlice>,
     leases: Cache<Lease>,
     nodes: Cache<Node>,
@@ -223,7 +224,7 @@ impl<D: DataPlane> Announcer<D> {
         Self {
             settings,
             parts,
-            services: Cache::default(),
+            services: Cache::keyed_by(CachedService::id),
             slices: Cache::default(),
             leases: Cache::default(),
             nodes: Cache::default(),

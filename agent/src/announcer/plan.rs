@@ -210,7 +210,7 @@ impl<D: DataPlane> Announcer<D> {
         };
         let mut sharers = BTreeSet::new();
         for key in &todo {
-            let now = self.services.get(&key.namespace, &key.name).filter(|s| facts::is_ours(s));
+            let now = self.services.get(&key.namespace, &key.name).filter(facts::is_ours);
             let now = now.map(facts::ingress_ips).unwrap_or_default();
             sharers.extend(self.index.sharers(self.index.addresses(key)));
             sharers.extend(self.index.sharers(&now));

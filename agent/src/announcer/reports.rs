@@ -5,10 +5,10 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use kube::{Resource, ResourceExt};
 use purelb_core::allocate::ServiceKey;
 use purelb_core::announce::report::ServiceReport;
 use purelb_core::api::conditions;
+use purelb_core::service::ServiceFields;
 
 use super::Announcer;
 use crate::dataplane::DataPlane;
@@ -32,12 +32,12 @@ impl<D: DataPlane> Announcer<D> {
         {
             return;
         }
-        self.resets.insert(key.clone(), (version, now));
+        self.resets.insert(key.clone(), (version.to_string(), now));
         let why = format!(
             "PureLB will reset External Traffic Policy to Cluster: {ip} is a local address, which only one node ({} on {iface}) announces, so Local would drop the traffic for pods on other nodes",
             self.settings.node
         );
-        self.parts.writer.reset_traffic_policy(key.clone(), svc.object_ref(&()), why);
+        self.parts.writer.reset_traffic_policy(key.clone(), svc.object_ref(), why);
     }
 
     /// Writes `desired`, the report this node must see on `key` as its reporter, when the Service
@@ -57,12 +57,7 @@ impl<D: DataPlane> Announcer<D> {
             return;
         }
         self.submitted.insert(key.clone(), desired.clone());
-        let previous = svc
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .and_then(|cs| cs.iter().find(|c| c.type_ == conditions::ANNOUNCED))
-            .cloned();
+        let previous = svc.condition(conditions::ANNOUNCED).map(|c| c.to_condition(conditions::ANNOUNCED));
         self.parts.writer.report(ReportWrite { key: key.clone(), desired, observed, previous });
     }
 }

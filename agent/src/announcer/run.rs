@@ -121,7 +121,7 @@ impl<D: DataPlane> Announcer<D> {
                 }
             },
             Change::Node(ev) => self.dirty |= !self.nodes.apply(*ev).is_nothing(),
-            Change::Group(ev) => self.dirty |= !self.groups.apply(ev).is_nothing(),
+            Change::Group(ev) => self.dirty |= !self.groups.apply(*ev).is_nothing(),
             Change::Lease(ev) => match self.leases.apply(ev) {
                 Touched::Nothing => {}
                 Touched::One { id: (ns, name), .. } => {

@@ -12,7 +12,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::watcher;
 use purelb_core::api::ServiceGroup;
+use purelb_core::api::conditions;
 use purelb_core::pool::Subnet;
+use purelb_core::service::CachedService;
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
@@ -27,7 +29,17 @@ fn ip(s: &str) -> IpAddr {
     s.parse().expect("an address")
 }
 
-fn service(name: &str, address: &str, group: &str) -> Service {
+/// A Service PureLB allocated `address` from `group`, as the agent caches it.
+fn service(name: &str, address: &str, group: &str) -> CachedService {
+    cached(&object(name, address, group))
+}
+
+fn cached(svc: &Service) -> CachedService {
+    CachedService::new(svc, conditions::ANNOUNCED)
+}
+
+/// [`service`], whole.
+fn object(name: &str, address: &str, group: &str) -> Service {
     serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": name, "namespace": "t", "resourceVersion": "1", "annotations": {
@@ -94,12 +106,17 @@ fn listed<K>(objects: Vec<K>, wrap: impl Fn(watcher::Event<K>) -> Change) -> Vec
 
 /// Starts the loop on `dp` with `services` listed, the local group `local` (192.0.2.200-220) and the
 /// routed group `remote` (198.51.100.0/24), and this node's Lease lasting `lease`.
-fn start(dp: &FakeDataPlane, services: Vec<Service>, lease: Duration) -> Running {
+fn start(dp: &FakeDataPlane, services: Vec<CachedService>, lease: Duration) -> Running {
     start_with(dp, services, lease, Vec::new())
 }
 
 /// [`start`], with the Leases of other nodes listed beside this node's own.
-fn start_with(dp: &FakeDataPlane, services: Vec<Service>, lease: Duration, others: Vec<Lease>) -> Running {
+fn start_with(
+    dp: &FakeDataPlane,
+    services: Vec<CachedService>,
+    lease: Duration,
+    others: Vec<Lease>,
+) -> Running {
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = crate::metrics::Metrics::register(&mut registry);
     let config = kube::Config::new("http://127.0.0.1:9".parse().expect("a URI"));
@@ -145,7 +162,7 @@ fn start_with(dp: &FakeDataPlane, services: Vec<Service>, lease: Duration, other
         listed(Vec::new(), Change::Slice),
         listed(std::iter::once(own_lease(lease)).chain(others).collect(), Change::Lease),
         listed(Vec::new(), |e| Change::Node(Box::new(e))),
-        listed(groups, Change::Group),
+        listed(groups, |e| Change::Group(Box::new(e))),
         listed(Vec::new(), Change::Agent),
     ];
     for change in initial.into_iter().flatten() {
@@ -270,9 +287,9 @@ fn slice(name: &str, service: &str, node: &str) -> k8s_openapi::api::discovery::
 #[tokio::test]
 async fn each_endpoint_slice_event_moves_an_etp_local_address() {
     let dp = node_network();
-    let mut svc = service("api", "198.51.100.7", "remote");
+    let mut svc = object("api", "198.51.100.7", "remote");
     svc.spec.as_mut().expect("a spec").external_traffic_policy = Some("Local".into());
-    let running = start(&dp, vec![svc], LONG);
+    let running = start(&dp, vec![cached(&svc)], LONG);
     // Not here without an endpoint on this node (checked once a routed neighbour is placed).
     running.send(Change::Service(watcher::Event::Apply(service("other", "198.51.100.8", "remote"))));
     eventually("the neighbour placed", || holds(&dp, "kube-lb0", "198.51.100.8")).await;
@@ -300,12 +317,12 @@ fn peer_lease(node: &str) -> Lease {
 #[tokio::test]
 async fn a_local_address_moves_here_when_its_holders_lease_goes() {
     let dp = node_network();
-    let mut web = service("web", "192.0.2.200", "local");
+    let mut web = object("web", "192.0.2.200", "local");
     web.metadata
         .annotations
         .get_or_insert_default()
         .insert("purelb.io/announcing-IPv4".into(), "node-b, eth0".into());
-    let services = vec![web, service("api", "198.51.100.5", "remote")];
+    let services = vec![cached(&web), service("api", "198.51.100.5", "remote")];
     let running = start_with(&dp, services, LONG, vec![peer_lease("node-b")]);
     eventually("the routed address in place", || holds(&dp, "kube-lb0", "198.51.100.5")).await;
     tokio::time::sleep(Duration::from_millis(300)).await;

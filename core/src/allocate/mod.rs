@@ -9,7 +9,6 @@
 //! - [`rebuild`]: [`claim_existing`], what Services already hold, claimed in a fixed order at start-up.
 //! - [`reconcile`](mod@reconcile): [`reconcile()`], one Service's steps in order (read, claim what it shows,
 //!   decide, classify, word the condition) as an [`Outcome`] the allocator commits and `explain` renders.
-//! - [`trim`]: [`trim_service`], a Service cut down to what the allocator and the agents read, for their caches.
 
 mod decide;
 mod groups;
@@ -24,7 +23,6 @@ mod reconcile_tests;
 mod request;
 #[cfg(test)]
 mod tests;
-mod trim;
 
 use std::fmt;
 use std::net::IpAddr;
@@ -42,7 +40,6 @@ pub use request::{
     FamilyPolicy, GroupSource, Ownership, PortKey, RequestError, RequestSource, ServiceKey, ServiceRequest,
     ownership,
 };
-pub use trim::trim_service;
 
 /// A stable reason code: the `reason` of the `purelb.io/Allocated` condition and of Warning events.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

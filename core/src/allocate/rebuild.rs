@@ -5,27 +5,24 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Service;
-use kube::ResourceExt;
-
 use super::index::{AllocationIndex, ClaimConflict};
 use super::request::{Ownership, ServiceKey, ServiceRequest, ownership};
 use crate::api::annotations;
-use crate::service::ingress_ips;
+use crate::service::{ServiceFields, ingress_ips};
 
 /// Claims the ingress addresses of every Service that is PureLB's; returns the Services whose claim
 /// conflicts with an earlier one (they hold nothing in the index).
-pub fn claim_existing<'a>(
+pub fn claim_existing<'a, S: ServiceFields + 'a>(
     index: &mut AllocationIndex,
-    services: impl IntoIterator<Item = &'a Service>,
+    services: impl IntoIterator<Item = &'a S>,
     classless_ours: bool,
 ) -> BTreeMap<ServiceKey, Vec<ClaimConflict>> {
-    let mut ours: Vec<&Service> =
-        services.into_iter().filter(|s| ownership(s, classless_ours) == Ownership::Ours).collect();
+    let mut ours: Vec<&S> =
+        services.into_iter().filter(|s| ownership(*s, classless_ours) == Ownership::Ours).collect();
     ours.sort_by_cached_key(|s| {
-        let created = s.metadata.creation_timestamp.as_ref().map(|t| t.0);
-        let unmarked = !s.annotations().contains_key(annotations::ALLOCATED_BY);
-        (created, unmarked, ServiceKey::of(s))
+        let created = s.created();
+        let unmarked = s.annotation(annotations::ALLOCATED_BY).is_none();
+        (created, unmarked, ServiceKey::of(*s))
     });
     let mut conflicts = BTreeMap::new();
     for svc in ours {

@@ -5,12 +5,10 @@
 
 use std::net::IpAddr;
 
-use k8s_openapi::api::core::v1::Service;
-
 use super::index::{AllocationIndex, ClaimConflict, Held};
 use super::request::{RequestError, ServiceKey, ServiceRequest};
 use super::{Decision, Reason};
-use crate::service::ingress_ips;
+use crate::service::{ServiceFields, ingress_ips};
 
 /// The `purelb.io/Allocated` condition PureLB wants on a Service.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,7 +62,7 @@ pub enum Outcome {
 /// Reconciles `svc` against `index`: records what it already shows when the index holds nothing for it
 /// (an address given by a previous allocator or by someone else), then decides. The decision itself is
 /// left for [`Outcome::commit`]. Ownership is the caller's question: this answers for any Service.
-pub fn reconcile(index: &mut AllocationIndex, svc: &Service) -> Outcome {
+pub fn reconcile(index: &mut AllocationIndex, svc: &(impl ServiceFields + ?Sized)) -> Outcome {
     let key = ServiceKey::of(svc);
     let shown = ingress_ips(svc);
     let request = match ServiceRequest::from_service(svc) {

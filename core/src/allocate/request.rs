@@ -5,8 +5,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use k8s_openapi::api::core::v1::Service;
-
+use crate::service::ServiceFields;
 pub use crate::service::ServiceKey;
 
 use crate::api::{DEFAULT_GROUP, LOAD_BALANCER_CLASS, annotations};
@@ -25,12 +24,11 @@ pub enum Ownership {
 }
 
 /// Decides whether `svc` is PureLB's: `classless_ours` says whether class-less LoadBalancers are.
-pub fn ownership(svc: &Service, classless_ours: bool) -> Ownership {
-    let Some(spec) = &svc.spec else { return Ownership::NotLoadBalancer };
-    if spec.type_.as_deref() != Some("LoadBalancer") {
+pub fn ownership(svc: &(impl ServiceFields + ?Sized), classless_ours: bool) -> Ownership {
+    if svc.service_type() != Some("LoadBalancer") {
         return Ownership::NotLoadBalancer;
     }
-    match spec.load_balancer_class.as_deref() {
+    match svc.load_balancer_class() {
         Some(LOAD_BALANCER_CLASS) => Ownership::Ours,
         None if classless_ours => Ownership::Ours,
         other => Ownership::OtherClass(other.map(str::to_string)),
@@ -163,11 +161,18 @@ pub enum RequestError {
 
 impl ServiceRequest {
     /// Reads a Service. Only the spec and annotations are consulted, never the status.
-    pub fn from_service(svc: &Service) -> Result<ServiceRequest, RequestError> {
+    pub fn from_service(svc: &(impl ServiceFields + ?Sized)) -> Result<ServiceRequest, RequestError> {
+        Self::read(svc, false)
+    }
+
+    /// Reads a Service; `lenient` leaves out what cannot be read (see [`ServiceRequest::lenient`]).
+    fn read(svc: &(impl ServiceFields + ?Sized), lenient: bool) -> Result<ServiceRequest, RequestError> {
         let key = ServiceKey::of(svc);
-        let ann = svc.metadata.annotations.as_ref();
-        let get = |k: &str| ann.and_then(|a| a.get(k)).map(|v| v.trim().to_string());
-        let spec = svc.spec.clone().unwrap_or_default();
+        // Leniently, an empty group or sharing key counts as absent.
+        let get = |k: &str| {
+            let v = svc.annotation(k).map(str::trim);
+            if lenient && v == Some("") { None } else { v.map(str::to_string) }
+        };
 
         let (group, group_source) = match get(annotations::SERVICE_GROUP) {
             Some(g) if g.is_empty() => {
@@ -177,9 +182,9 @@ impl ServiceRequest {
             None => (GroupKey::new(DEFAULT_GROUP), GroupSource::Default),
         };
 
-        let requested = match get(annotations::ADDRESSES) {
+        let requested = match get(annotations::ADDRESSES).filter(|_| !lenient) {
             Some(list) => parse_addresses(&list, RequestSource::AddressesAnnotation)?,
-            None => match spec.load_balancer_ip.as_deref().map(str::trim) {
+            None => match svc.load_balancer_ip().map(str::trim).filter(|_| !lenient) {
                 Some(ip) if !ip.is_empty() => parse_addresses(ip, RequestSource::LoadBalancerIp)?,
                 _ => Vec::new(),
             },
@@ -192,7 +197,7 @@ impl ServiceRequest {
             other => other,
         };
 
-        let policy = match spec.ip_family_policy.as_deref() {
+        let policy = match svc.ip_family_policy().filter(|_| !lenient) {
             None | Some("SingleStack") => FamilyPolicy::SingleStack,
             Some("PreferDualStack") => FamilyPolicy::PreferDualStack,
             Some("RequireDualStack") => FamilyPolicy::RequireDualStack,
@@ -204,8 +209,8 @@ impl ServiceRequest {
             }
         };
         let mut families = Vec::new();
-        for f in spec.ip_families.iter().flatten() {
-            let fam = match f.as_str() {
+        for f in svc.ip_families().filter(|_| !lenient) {
+            let fam = match f {
                 "IPv4" => Family::V4,
                 "IPv6" => Family::V6,
                 other => {
@@ -234,11 +239,9 @@ impl ServiceRequest {
             }
         }
 
-        let ports = spec
-            .ports
-            .iter()
-            .flatten()
-            .map(|p| PortKey { protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()), port: p.port })
+        let ports = svc
+            .ports()
+            .map(|(protocol, port)| PortKey { protocol: protocol.unwrap_or("TCP").to_string(), port })
             .collect();
 
         Ok(ServiceRequest {
@@ -250,7 +253,7 @@ impl ServiceRequest {
             policy,
             sharing_key,
             ports,
-            local_traffic_policy: spec.external_traffic_policy.as_deref() == Some("Local"),
+            local_traffic_policy: svc.external_traffic_policy() == Some("Local"),
             allocated_from: get(annotations::ALLOCATED_FROM)
                 .filter(|g| !g.is_empty())
                 .map(|g| GroupKey::new(&g)),
@@ -259,24 +262,11 @@ impl ServiceRequest {
 
     /// The request as far as it can be read, for recording what a Service already holds even when an
     /// annotation has since become unreadable: unreadable annotations and family settings are left out.
-    pub fn lenient(svc: &Service) -> ServiceRequest {
-        if let Ok(req) = Self::from_service(svc) {
+    pub fn lenient(svc: &(impl ServiceFields + ?Sized)) -> ServiceRequest {
+        if let Ok(req) = Self::read(svc, false) {
             return req;
         }
-        let mut plain = svc.clone();
-        if let Some(ann) = plain.metadata.annotations.as_mut() {
-            ann.remove(annotations::ADDRESSES);
-            ann.retain(|k, v| {
-                !(k == annotations::SERVICE_GROUP || k == annotations::ALLOW_SHARED_IP)
-                    || !v.trim().is_empty()
-            });
-        }
-        if let Some(spec) = plain.spec.as_mut() {
-            spec.load_balancer_ip = None;
-            spec.ip_families = None;
-            spec.ip_family_policy = None;
-        }
-        Self::from_service(&plain).unwrap_or_else(|_| ServiceRequest {
+        Self::read(svc, true).unwrap_or_else(|_| ServiceRequest {
             key: ServiceKey::of(svc),
             group: GroupKey::new(DEFAULT_GROUP),
             group_source: GroupSource::Default,

@@ -22,9 +22,9 @@ use std::net::IpAddr;
 use crate::announce::{EXCLUDE_LABEL, ServiceFacts};
 use crate::api::{ALLOCATED_BY_VALUE, ServiceGroup, annotations};
 use crate::pool::PoolConfig;
-use crate::service::ServiceKey;
 pub use crate::service::ingress_ips;
-use k8s_openapi::api::core::v1::{Node, NodeCondition, NodeStatus, Service};
+use crate::service::{ServiceFields, ServiceKey};
+use k8s_openapi::api::core::v1::{Node, NodeCondition, NodeStatus};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::ResourceExt;
 
@@ -109,10 +109,9 @@ pub fn trim_slice(slice: &mut EndpointSlice) {
 }
 
 /// Whether the agent announces `svc`'s addresses (see the module header).
-pub fn is_ours(svc: &Service) -> bool {
-    let lb = svc.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer");
-    let marked =
-        svc.annotations().get(annotations::ALLOCATED_BY).map(String::as_str) == Some(ALLOCATED_BY_VALUE);
+pub fn is_ours(svc: &(impl ServiceFields + ?Sized)) -> bool {
+    let lb = svc.service_type() == Some("LoadBalancer");
+    let marked = svc.annotation(annotations::ALLOCATED_BY) == Some(ALLOCATED_BY_VALUE);
     lb && marked && !ingress_ips(svc).is_empty()
 }
 
@@ -139,13 +138,14 @@ pub fn endpoint_nodes<'a>(
 pub type Incumbents = BTreeMap<IpAddr, BTreeSet<String>>;
 
 /// The incumbents of every local address of `services` (see the module header).
-pub fn incumbents<'a>(services: impl IntoIterator<Item = &'a Service>) -> Incumbents {
+pub fn incumbents<'a, S: ServiceFields + 'a>(services: impl IntoIterator<Item = &'a S>) -> Incumbents {
     let mut out = Incumbents::new();
-    for svc in services.into_iter().filter(|s| is_ours(s)) {
-        let a = svc.annotations();
+    for svc in services.into_iter().filter(|s| is_ours(*s)) {
         for ip in ingress_ips(svc) {
             let key = if ip.is_ipv4() { annotations::ANNOUNCING_IPV4 } else { annotations::ANNOUNCING_IPV6 };
-            let Some(node) = a.get(key).and_then(|v| v.split(',').next()).map(str::trim) else { continue };
+            let Some(node) = svc.annotation(key).and_then(|v| v.split(',').next()).map(str::trim) else {
+                continue;
+            };
             if !node.is_empty() {
                 out.entry(ip).or_default().insert(node.to_string());
             }
@@ -157,11 +157,11 @@ pub fn incumbents<'a>(services: impl IntoIterator<Item = &'a Service>) -> Incumb
 /// The announcement inputs of `svc`; `endpoints` as from [`endpoint_nodes`], `incumbents` from
 /// [`incumbents`] over every Service.
 pub fn service_facts(
-    svc: &Service,
+    svc: &(impl ServiceFields + ?Sized),
     endpoints: &BTreeMap<ServiceKey, BTreeSet<String>>,
     incumbents: &Incumbents,
 ) -> ServiceFacts {
-    let local = svc.spec.as_ref().and_then(|s| s.external_traffic_policy.as_deref()) == Some("Local");
+    let local = svc.external_traffic_policy() == Some("Local");
     let addresses = ingress_ips(svc);
     let incumbents = addresses.iter().filter_map(|ip| Some((*ip, incumbents.get(ip)?.clone()))).collect();
     ServiceFacts {

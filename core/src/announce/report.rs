@@ -25,8 +25,7 @@ use std::net::IpAddr;
 use crate::announce::{AddressPlan, Elections, NodeFacts, Placement, ServiceFacts, election_hash, plan_with};
 use crate::api::{annotations, conditions};
 use crate::pool::{Family, PoolConfig};
-use k8s_openapi::api::core::v1::Service;
-use kube::ResourceExt;
+use crate::service::ServiceFields;
 
 pub use crate::api::conditions::{
     ANNOUNCED_REASON as REASON_ANNOUNCED, NOT_ANNOUNCED_REASON as REASON_NOT_ANNOUNCED,
@@ -56,23 +55,16 @@ pub struct ServiceReport {
 
 impl ServiceReport {
     /// What `svc` shows now.
-    pub fn observed(svc: &Service) -> ServiceReport {
-        let annotations = svc
-            .annotations()
-            .iter()
-            .filter(|(k, _)| *k == annotations::ANNOUNCING_IPV4 || *k == annotations::ANNOUNCING_IPV6)
-            .map(|(k, v)| (k.clone(), v.clone()))
+    pub fn observed(svc: &(impl ServiceFields + ?Sized)) -> ServiceReport {
+        let annotations = [annotations::ANNOUNCING_IPV4, annotations::ANNOUNCING_IPV6]
+            .into_iter()
+            .filter_map(|k| Some((k.to_string(), svc.annotation(k)?.to_string())))
             .collect();
-        let condition = svc
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .and_then(|cs| cs.iter().find(|c| c.type_ == conditions::ANNOUNCED))
-            .map(|c| ConditionReport {
-                status: c.status == "True",
-                reason: c.reason.clone(),
-                message: c.message.clone(),
-            });
+        let condition = svc.condition(conditions::ANNOUNCED).map(|c| ConditionReport {
+            status: c.status == "True",
+            reason: c.reason.to_string(),
+            message: c.message.to_string(),
+        });
         ServiceReport { annotations, condition }
     }
 

@@ -11,12 +11,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use k8s_openapi::api::core::v1::Service;
-
 use super::report::{self, ServiceReport};
 use super::{AddressPlan, Elections, NodeFacts, Placement, ServiceFacts, facts, plan_with, refuse_connected};
 use crate::pool::{PoolConfig, Subnet};
-use crate::service::ServiceKey;
+use crate::service::{ServiceFields, ServiceKey};
 
 /// The reason added to a local placement this node gave up after another MAC announced the address.
 pub const YIELDED: &str = "another node announced it (gratuitous ARP / NA): yielded";
@@ -57,7 +55,7 @@ pub struct NodeView {
 /// Service holding them: `facts::incumbents`).
 pub fn node_view(
     ctx: &NodeContext<'_>,
-    svc: &Service,
+    svc: &(impl ServiceFields + ?Sized),
     endpoints: &BTreeMap<ServiceKey, BTreeSet<String>>,
     incumbents: &facts::Incumbents,
 ) -> NodeView {
@@ -91,6 +89,7 @@ pub fn node_view(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::core::v1::Service;
     use serde_json::json;
 
     fn node(name: &str) -> NodeFacts {

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::api::{PoolSpec, ServiceGroupLocal, ServiceGroupSpec};
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::core::v1::{LoadBalancerIngress, LoadBalancerStatus, ServiceSpec, ServiceStatus};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
