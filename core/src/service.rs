@@ -56,6 +56,18 @@ pub struct ConditionFields<'a> {
     pub observed_generation: Option<i64>,
 }
 
+impl<'a> From<&'a Condition> for ConditionFields<'a> {
+    fn from(c: &'a Condition) -> Self {
+        ConditionFields {
+            status: &c.status,
+            reason: &c.reason,
+            message: &c.message,
+            last_transition_time: &c.last_transition_time,
+            observed_generation: c.observed_generation,
+        }
+    }
+}
+
 impl ConditionFields<'_> {
     /// The condition of type `type_` with these fields, for writing it back.
     pub fn to_condition(&self, type_: &str) -> Condition {
@@ -185,13 +197,12 @@ impl ServiceFields for Service {
     }
 
     fn condition(&self, type_: &str) -> Option<ConditionFields<'_>> {
-        let c = self.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == type_)?;
-        Some(ConditionFields {
-            status: &c.status,
-            reason: &c.reason,
-            message: &c.message,
-            last_transition_time: &c.last_transition_time,
-            observed_generation: c.observed_generation,
-        })
+        self.status
+            .as_ref()?
+            .conditions
+            .as_ref()?
+            .iter()
+            .find(|c| c.type_ == type_)
+            .map(ConditionFields::from)
     }
 }

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use compact_str::CompactString;
 use k8s_openapi::api::core::v1::{ObjectReference, Service};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
 
 use super::{ConditionFields, ServiceFields};
@@ -21,7 +21,7 @@ use crate::api::ANNOTATION_PREFIX;
 /// About 0.5 KB per Service where k8s-openapi's `Service`, even trimmed, takes 2.1 KB (its struct
 /// alone is 840 bytes with every field empty): names, versions, annotation values, families and
 /// protocols of up to 24 bytes live inside the struct, without an allocation of their own.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct CachedService {
     namespace: Option<CompactString>,
     name: CompactString,
@@ -38,18 +38,8 @@ pub struct CachedService {
     external_traffic_policy: Option<CompactString>,
     ports: Box<[(Option<CompactString>, i32)]>,
     ingress: Box<[IpAddr]>,
-    condition: Option<Box<CachedCondition>>,
-}
-
-/// The one condition a [`CachedService`] keeps.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct CachedCondition {
-    type_: CompactString,
-    status: CompactString,
-    reason: CompactString,
-    message: Box<str>,
-    last_transition_time: Time,
-    observed_generation: Option<i64>,
+    /// The one status condition kept.
+    condition: Option<Box<Condition>>,
 }
 
 fn compact(s: &Option<String>) -> Option<CompactString> {
@@ -68,16 +58,7 @@ impl CachedService {
             .filter_map(|(k, v)| Some((k.strip_prefix(ANNOTATION_PREFIX)?.into(), v.into())))
             .collect();
         let spec = svc.spec.as_ref();
-        let kept = svc.condition(condition).map(|c| {
-            Box::new(CachedCondition {
-                type_: condition.into(),
-                status: c.status.into(),
-                reason: c.reason.into(),
-                message: c.message.into(),
-                last_transition_time: c.last_transition_time.clone(),
-                observed_generation: c.observed_generation,
-            })
-        });
+        let kept = svc.condition(condition).map(|c| Box::new(c.to_condition(condition)));
         Self {
             namespace: compact(&meta.namespace),
             name: svc.name().into(),
@@ -177,14 +158,7 @@ impl ServiceFields for CachedService {
     }
 
     fn condition(&self, type_: &str) -> Option<ConditionFields<'_>> {
-        let c = self.condition.as_deref().filter(|c| c.type_ == type_)?;
-        Some(ConditionFields {
-            status: &c.status,
-            reason: &c.reason,
-            message: &c.message,
-            last_transition_time: &c.last_transition_time,
-            observed_generation: c.observed_generation,
-        })
+        self.condition.as_deref().filter(|c| c.type_ == type_).map(ConditionFields::from)
     }
 }
 
