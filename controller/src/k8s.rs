@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -112,7 +113,11 @@ pub struct WriteFailed(pub ServiceKey);
 
 /// Applies [`ServiceWrite`]s concurrently, one at a time per Service, newest first.
 #[derive(Clone)]
-pub struct Writer {
+pub struct Writer(Arc<Shared>);
+
+/// What every clone of a [`Writer`] shares: one pointer in each queued write rather than a client, a
+/// publisher and a queue (a backlog of 5,000 writes holds 5,000 of them).
+struct Shared {
     client: Client,
     events: Publisher,
     /// One write at a time per Service, the newest winning; [`Writer::halt`] stops them all.
@@ -128,35 +133,35 @@ impl Writer {
         concurrency: usize,
         failed: mpsc::UnboundedSender<WriteFailed>,
     ) -> Self {
-        Self {
+        Self(Arc::new(Shared {
             events: Publisher::new(client.clone(), ALLOCATOR_COMPONENT, &instance),
             client,
             queue: Keyed::new(concurrency),
             failed,
-        }
+        }))
     }
 
     /// Stops every queued and running write at once (leadership was lost: another replica may write
     /// soon, and two writers must never race). The writer takes no more writes' effect afterwards.
     pub fn halt(&self) {
-        let n = self.queue.halt();
+        let n = self.0.queue.halt();
         tracing::info!(tasks = n, "stopped every write");
     }
 
     /// Queues a write; returns at once.
     pub fn submit(&self, write: ServiceWrite) {
         let this = self.clone();
-        self.queue.submit(write.key.clone(), move || async move {
+        self.0.queue.submit(write.key.clone(), move || async move {
             if let Err(e) = this.apply(&write).await {
                 tracing::error!(service = %write.key, error = %e, "giving up writing the Service");
-                let _ = this.failed.send(WriteFailed(write.key.clone()));
+                let _ = this.0.failed.send(WriteFailed(write.key.clone()));
             }
         });
     }
 
     /// Waits (at most `timeout`) until every submitted write has finished: SIGTERM drains.
     pub async fn drain(&self, timeout: Duration) {
-        let left = self.queue.drain(timeout).await;
+        let left = self.0.queue.drain(timeout).await;
         if left > 0 {
             tracing::warn!(left, "stopping with writes still in flight");
         }
@@ -164,7 +169,7 @@ impl Writer {
 
     async fn apply(&self, w: &ServiceWrite) -> anyhow::Result<()> {
         let api: Api<k8s_openapi::api::core::v1::Service> =
-            Api::namespaced(self.client.clone(), &w.key.namespace);
+            Api::namespaced(self.0.client.clone(), &w.key.namespace);
         let pp = PatchParams::apply(MANAGER).force();
         // One write through the status subresource carries the annotations too (a Service's status
         // strategy resets only its spec), so the address and where it came from appear together: nobody
@@ -179,7 +184,7 @@ impl Writer {
         }
         for note in &w.notes {
             let ev = events::event(note.warning, &note.reason, note.message.clone(), "Allocate");
-            if let Err(e) = self.events.publish(&ev, &w.reference).await {
+            if let Err(e) = self.0.events.publish(&ev, &w.reference).await {
                 tracing::warn!(service = %w.key, error = %e, reason = %note.reason, "could not publish event");
             }
         }
@@ -188,7 +193,7 @@ impl Writer {
 
     /// Applies a ServiceGroup's status (usage and validity).
     pub async fn group_status(&self, namespace: &str, name: &str, status: serde_json::Value) {
-        let api: Api<ServiceGroup> = Api::namespaced(self.client.clone(), namespace);
+        let api: Api<ServiceGroup> = Api::namespaced(self.0.client.clone(), namespace);
         let body = json!({"apiVersion": purelb_core::api::API_VERSION, "kind": "ServiceGroup", "metadata": {"name": name}, "status": status});
         let pp = PatchParams::apply(MANAGER).force();
         let key = ServiceKey::new(namespace, name);
@@ -207,7 +212,7 @@ impl Writer {
         message: String,
     ) {
         let ev = events::event(warning, reason, message, "Validate");
-        if let Err(e) = self.events.publish(&ev, &obj.object_ref(&())).await {
+        if let Err(e) = self.0.events.publish(&ev, &obj.object_ref(&())).await {
             tracing::warn!(error = %e, reason, "could not publish event");
         }
     }

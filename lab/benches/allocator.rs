@@ -114,15 +114,25 @@ async fn main() {
         "allocator/backlog cpu: the allocator used {cpu} ms of CPU for {burst} Services ({:.2} ms each); the rest is the API server",
         cpu as f64 / burst as f64
     );
-    let rss = std::fs::read_to_string(format!("/proc/{}/status", alloc.child.pid()))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS"))
-                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string())
-        })
-        .unwrap_or_default();
+    let status = |field: &str| {
+        std::fs::read_to_string(format!("/proc/{}/status", alloc.child.pid()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with(field))
+                    .map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string())
+            })
+            .unwrap_or_default()
+    };
     // The sequential ones, the burst and the backlog.
-    println!("allocator/memory: VmRSS {rss} kB holding {} Services", sequential + 2 * burst);
+    let holding = sequential + 2 * burst;
+    println!("allocator/memory: VmRSS {} kB holding {holding} Services", status("VmRSS"));
+    // Once the backlog's writes and events are out: what holding them costs, and the peak on the way.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    println!(
+        "allocator/memory: 15 s later VmRSS {} kB holding {holding} Services (peak VmHWM {} kB)",
+        status("VmRSS"),
+        status("VmHWM")
+    );
     alloc.child.terminate().await.ok();
 }

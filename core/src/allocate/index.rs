@@ -263,10 +263,12 @@ impl AllocationIndex {
         let info = HolderInfo { ports: req.ports.clone(), local_traffic_policy: req.local_traffic_policy };
         for ip in ips {
             let fresh = !self.addresses.contains_key(ip);
-            let holding = self
-                .addresses
-                .entry(*ip)
-                .or_insert_with(|| Holding { sharing_key: req.sharing_key.clone(), holders: LiteMap::new() });
+            // Room for one holder: most addresses have one, and an empty map would grow to four
+            // (320 bytes per address).
+            let holding = self.addresses.entry(*ip).or_insert_with(|| Holding {
+                sharing_key: req.sharing_key.clone(),
+                holders: LiteMap::with_capacity(1),
+            });
             holding.holders.insert(req.key.clone(), info.clone());
             if holding.holders.len() == 1 {
                 holding.sharing_key = req.sharing_key.clone();
