@@ -94,7 +94,7 @@ async fn main() -> Result<()> {
             }
         };
 
-        // Cut down before anything holds them: the cache keeps about 0.5 KB per Service.
+        // Cut down before anything holds them: the cache keeps about 0.85 KB per Service.
         let services = watcher(Api::<Service>::all(client.clone()), watcher::Config::default())
             .default_backoff()
             .map(|e| {
