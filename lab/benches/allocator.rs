@@ -130,9 +130,11 @@ async fn main() {
     // Once the backlog's writes and events are out: what holding them costs, and the peak on the way.
     tokio::time::sleep(Duration::from_secs(15)).await;
     println!(
-        "allocator/memory: 15 s later VmRSS {} kB holding {holding} Services (peak VmHWM {} kB)",
+        "allocator/memory: 15 s later VmRSS {} kB holding {holding} Services (peak VmHWM {} kB; of the RSS, {} kB anonymous, {} kB the executable's and other files' pages)",
         status("VmRSS"),
-        status("VmHWM")
+        status("VmHWM"),
+        status("RssAnon"),
+        status("RssFile")
     );
     alloc.child.terminate().await.ok();
 }
