@@ -360,8 +360,7 @@ impl Allocator {
     async fn submit(&mut self, svc: &CachedService, desired: Option<Desired>, notes: Vec<Note>) {
         let key = ServiceKey::of(svc);
         self.submitted.insert(key.clone(), desired.clone());
-        let previous_condition =
-            svc.condition(conditions::ALLOCATED).map(|c| c.to_condition(conditions::ALLOCATED));
+        let previous_condition = svc.owned_condition(conditions::ALLOCATED);
         self.writer.submit(ServiceWrite {
             key,
             reference: svc.object_ref(),

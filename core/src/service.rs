@@ -68,20 +68,6 @@ impl<'a> From<&'a Condition> for ConditionFields<'a> {
     }
 }
 
-impl ConditionFields<'_> {
-    /// The condition of type `type_` with these fields, for writing it back.
-    pub fn to_condition(&self, type_: &str) -> Condition {
-        Condition {
-            type_: type_.to_string(),
-            status: self.status.to_string(),
-            reason: self.reason.to_string(),
-            message: self.message.to_string(),
-            last_transition_time: self.last_transition_time.clone(),
-            observed_generation: self.observed_generation,
-        }
-    }
-}
-
 /// The fields of a Service that PureLB's decisions read (see the module documentation). Every
 /// decision in this crate takes a Service through this trait, so the allocator and the agents decide
 /// on their compact cache exactly what `explain` decides on the live object.
@@ -112,6 +98,20 @@ pub trait ServiceFields {
     fn ingress_ips(&self) -> Vec<IpAddr>;
     /// The status condition of type `type_`.
     fn condition(&self, type_: &str) -> Option<ConditionFields<'_>>;
+
+    /// The status condition of type `type_`, as an object of its own (to keep it, or to write it back
+    /// with its `lastTransitionTime`).
+    fn owned_condition(&self, type_: &str) -> Option<Condition> {
+        let c = self.condition(type_)?;
+        Some(Condition {
+            type_: type_.to_string(),
+            status: c.status.to_string(),
+            reason: c.reason.to_string(),
+            message: c.message.to_string(),
+            last_transition_time: c.last_transition_time.clone(),
+            observed_generation: c.observed_generation,
+        })
+    }
 }
 
 /// A Service behind a reference or an `Arc` (the daemons' caches share theirs) reads as itself.

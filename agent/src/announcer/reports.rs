@@ -57,7 +57,7 @@ impl<D: DataPlane> Announcer<D> {
             return;
         }
         self.submitted.insert(key.clone(), desired.clone());
-        let previous = svc.condition(conditions::ANNOUNCED).map(|c| c.to_condition(conditions::ANNOUNCED));
+        let previous = svc.owned_condition(conditions::ANNOUNCED);
         self.parts.writer.report(ReportWrite { key: key.clone(), desired, observed, previous });
     }
 }

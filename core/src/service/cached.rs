@@ -59,7 +59,7 @@ impl CachedService {
             .filter_map(|(k, v)| Some((k.strip_prefix(ANNOTATION_PREFIX)?.into(), v.into())))
             .collect();
         let spec = svc.spec.as_ref();
-        let kept = svc.condition(condition).map(|c| Box::new(c.to_condition(condition)));
+        let kept = svc.owned_condition(condition).map(Box::new);
         Self {
             namespace: compact(&meta.namespace),
             name: svc.name().into(),

@@ -95,7 +95,7 @@ fn the_allocator_decides_the_same_on_a_cached_service() {
     assert_eq!(cached.annotation("other.example/thing"), None);
     assert!(cached.condition(conditions::ALLOCATED).is_some());
     assert_eq!(cached.condition(conditions::ANNOUNCED), None);
-    let back = cached.condition(conditions::ALLOCATED).unwrap().to_condition(conditions::ALLOCATED);
+    let back = cached.owned_condition(conditions::ALLOCATED).unwrap();
     assert_eq!(&back, &whole.status.as_ref().unwrap().conditions.as_ref().unwrap()[0]);
 }
 
